@@ -1,0 +1,111 @@
+"""The vector index: a derived copy of Chunk embeddings, rebuilt from the DB whenever needed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    vector_id: str  # "<document>:<version>:<ordinal>"
+    similarity: float  # cosine similarity, higher is closer
+    document_id: int
+    collection_id: int
+
+
+class VectorStore(Protocol):
+    """Contract: ids are deterministic and writes are upserts, so replaying a write never duplicates.
+    Queries are always filtered by the collection ids the caller computed from the DB; the store never decides
+    who may see what. Vectors are L2-normalised float32."""
+
+    def upsert(self, *, ids: Sequence[str], embeddings: npt.NDArray[np.float32],
+               metadatas: Sequence[dict[str, int]]) -> None: ...
+
+    def delete_document(self, *, document_id: int) -> None: ...
+
+    def query(self, *, embedding: npt.NDArray[np.float32], k: int, collection_ids: Sequence[int],
+              document_ids: Sequence[int] | None = None) -> list[VectorHit]: ...
+
+    def reset(self) -> None: ...
+
+    def count(self) -> int: ...
+
+    def ping(self) -> bool: ...
+
+
+class ChromaVectorStore:
+    """Talks to a Chroma server (`chroma run`): the embedded client is not process-safe and several workers
+    write at once. At scale the same code points at a remote Chroma."""
+
+    def __init__(self, *, host: str, port: int, collection_name: str) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self._client = chromadb.HttpClient(
+            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        self._name = collection_name
+        self._collection: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ChromaVectorStore:
+        return cls(host=settings.CHROMA_HOST, port=settings.CHROMA_PORT, collection_name=settings.CHROMA_COLLECTION)
+
+    def _coll(self) -> Any:
+        if self._collection is None:
+            self._collection = self._client.get_or_create_collection(
+                name=self._name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+            )
+        return self._collection
+
+    def upsert(self, *, ids: Sequence[str], embeddings: npt.NDArray[np.float32],
+               metadatas: Sequence[dict[str, int]]) -> None:
+        if len(ids) == 0:
+            return
+        self._coll().upsert(ids=list(ids), embeddings=embeddings, metadatas=list(metadatas))
+
+    def delete_document(self, *, document_id: int) -> None:
+        self._coll().delete(where={"document_id": document_id})
+
+    def query(self, *, embedding: npt.NDArray[np.float32], k: int, collection_ids: Sequence[int],
+              document_ids: Sequence[int] | None = None) -> list[VectorHit]:
+        if not collection_ids or k <= 0:
+            return []
+        where: dict[str, Any] = {"collection_id": {"$in": [int(c) for c in collection_ids]}}
+        if document_ids is not None:
+            if not document_ids:
+                return []
+            where = {"$and": [where, {"document_id": {"$in": [int(d) for d in document_ids]}}]}
+        result = self._coll().query(
+            query_embeddings=[embedding], n_results=k, where=where, include=["metadatas", "distances"]
+        )
+        hits = []
+        for vector_id, distance, meta in zip(
+            result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True
+        ):
+            hits.append(VectorHit(vector_id=vector_id, similarity=1.0 - float(distance),
+                                  document_id=int(meta["document_id"]), collection_id=int(meta["collection_id"])))
+        return hits
+
+    def reset(self) -> None:
+        try:
+            self._client.delete_collection(self._name)
+        except Exception:  # noqa: BLE001 - absent collection: nothing to drop
+            pass
+        self._collection = None
+        self._coll()
+
+    def count(self) -> int:
+        return int(self._coll().count())
+
+    def ping(self) -> bool:
+        try:
+            self._client.heartbeat()
+        except Exception:  # noqa: BLE001 - any failure means "not reachable" for a status page
+            return False
+        return True

@@ -1,0 +1,63 @@
+"""Bulk import a directory tree of PDFs into a collection, with a progress bar and a summary."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from docs_app.models import Collection
+from docs_app.services.documents import UploadOutcome, document_upload
+
+
+class Command(BaseCommand):
+    help = "Import every file under PATH into a collection (created if missing). Exits 1 if any file was rejected."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--collection", required=True, help="collection name")
+        parser.add_argument("--as-user", default="", help="user recorded as uploader (default: none, 'system')")
+        parser.add_argument("--limit", type=int, default=0, help="import at most N files (0: all)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        root: Path = options["path"]
+        if not root.is_dir():
+            raise CommandError(f"{root} is not a directory")
+        user = None
+        if options["as_user"]:
+            user = get_user_model().objects.filter(username=options["as_user"]).first()
+            if user is None:
+                raise CommandError(f"no user {options['as_user']!r}")
+        collection, _ = Collection.objects.get_or_create(name=options["collection"], defaults={"created_by": user})
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if options["limit"]:
+            files = files[: options["limit"]]
+        outcomes: list[UploadOutcome] = []
+        for index, path in enumerate(files, start=1):
+            with path.open("rb") as source:
+                outcomes.append(document_upload(collection=collection, name=path.name, source=source,
+                                                uploaded_by=user))
+            self._progress(index, len(files))
+        self._summary(outcomes)
+        if any(o.status == "rejected" for o in outcomes):
+            sys.exit(1)
+
+    def _progress(self, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        self.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", ending="")
+        if done == total:
+            self.stderr.write("")
+
+    def _summary(self, outcomes: list[UploadOutcome]) -> None:
+        counts = Counter(o.status for o in outcomes)
+        self.stdout.write(
+            f"imported {counts['queued']}, duplicate {counts['duplicate']}, rejected {counts['rejected']}"
+        )
+        for outcome in outcomes:
+            if outcome.status != "queued":
+                self.stdout.write(f"  {outcome.status}: {outcome.name}: {outcome.reason}")

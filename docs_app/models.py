@@ -1,0 +1,230 @@
+"""The source of truth. Chroma is derived from Chunk rows; Redis only carries messages.
+
+Models hold data and invariants only; workflows live in docs_app.services.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+
+
+class Collection(models.Model):
+    """A legal matter, a patient file, a case: the unit that access is granted on."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer (ask and read)"
+    CONTRIBUTOR = "contributor", "Contributor (also upload)"
+    MANAGER = "manager", "Manager (also delete and grant)"
+    # An ethical wall: overrides every grant the user holds on the collection, directly or through a group.
+    DENY = "deny", "Ethical wall (no access)"
+
+
+class Grant(models.Model):
+    """A role on a collection for exactly one user or one group."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="doc_grants"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="doc_grants")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False, group__isnull=True) | Q(user__isnull=True, group__isnull=False)),
+                name="grant_user_xor_group",
+            ),
+            models.UniqueConstraint(fields=["collection", "user"], condition=Q(user__isnull=False),
+                                    name="grant_one_per_user"),
+            models.UniqueConstraint(fields=["collection", "group"], condition=Q(group__isnull=False),
+                                    name="grant_one_per_group"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user or self.group
+        return f"{who} {self.role} on {self.collection}"
+
+
+class DocumentStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    EXTRACTING = "extracting", "Extracting text"
+    EMBEDDING = "embedding", "Indexing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Document(models.Model):
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="documents")
+    title = models.CharField(max_length=500)
+    original_name = models.CharField(max_length=500)
+    # A generated name: the user's file name never reaches the file system.
+    stored_name = models.CharField(max_length=100, unique=True)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    page_count = models.PositiveIntegerField(null=True, blank=True)
+    pages_done = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=DocumentStatus.choices, default=DocumentStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent, for the progress bar
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Bumped on every (re)ingestion; chunk ids carry it, so a stale index entry can never pose as current.
+    version = models.PositiveIntegerField(default=0)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "sha256"], name="document_unique_bytes_per_collection"),
+        ]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in {DocumentStatus.READY, DocumentStatus.FAILED}
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    page = models.PositiveIntegerField()  # 1-based; a chunk never crosses a page
+    char_start = models.PositiveIntegerField()  # offsets into the page's extracted text
+    char_end = models.PositiveIntegerField()
+    text = models.TextField()
+    # float32 vector: lets the vector index be rebuilt (or compacted) from the DB without the model.
+    embedding = models.BinaryField()
+
+    class Meta:
+        ordering = ["document_id", "ordinal"]
+        constraints = [models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal")]
+
+    def __str__(self) -> str:
+        return self.vector_id
+
+    @property
+    def vector_id(self) -> str:
+        return chunk_vector_id(document_id=self.document_id, version=self.document.version, ordinal=self.ordinal)
+
+
+def chunk_vector_id(*, document_id: int, version: int, ordinal: int) -> str:
+    return f"{document_id}:{version}:{ordinal}"
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=300)
+    # The collections the person chose to ask about; access is still re-checked on every question.
+    collections = models.ManyToManyField(Collection, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class AnswerStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    STREAMING = "streaming", "Streaming"
+    DONE = "done", "Done"
+    ABSTAINED = "abstained", "Not enough evidence"
+    FAILED = "failed", "Failed"
+
+
+class Question(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="questions")
+    asked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Answer(models.Model):
+    question = models.OneToOneField(Question, on_delete=models.CASCADE, related_name="answer")
+    status = models.CharField(max_length=16, choices=AnswerStatus.choices, default=AnswerStatus.PENDING)
+    text = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    # The sources as shown to the model, frozen at answer time: [{"number", "chunk_id", "document_id", "page", ...}]
+    sources = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"answer to {self.question_id}"
+
+
+class Citation(models.Model):
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="citations")
+    number = models.PositiveSmallIntegerField()  # the [n] in the answer text
+    # SET_NULL: erasing a document must not erase what was once answered, only the link to the erased text.
+    chunk = models.ForeignKey(Chunk, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    page = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["answer", "number"], name="citation_unique_number")]
+
+    def __str__(self) -> str:
+        return f"[{self.number}] p.{self.page}"
+
+
+class AuditEvent(models.Model):
+    """Append-only and hash-chained. The database refuses UPDATE and DELETE (see services.audit)."""
+
+    created_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+",
+    )
+    # Kept as text too: the user row may be renamed or removed, the record must still say who it was.
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    collection_id_ref = models.BigIntegerField(null=True, blank=True, db_index=True)
+    document_id_ref = models.BigIntegerField(null=True, blank=True, db_index=True)
+    client_address = models.CharField(max_length=64, blank=True)
+    outcome = models.CharField(max_length=32, default="ok")
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        permissions = [("review_audit", "Can review and export the audit log")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} by {self.actor_name or '-'}"

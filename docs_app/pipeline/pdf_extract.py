@@ -1,0 +1,243 @@
+"""Validate and extract page text from untrusted PDFs.
+
+Nothing in this process parses the PDF: `pdf_validate` only looks at the size and the first bytes,
+and `pdf_extract_pages` runs PyMuPDF in a child process (`pdf_extract_child`) under an address-space
+limit and a wall-clock timeout. A segfault, decompression bomb or endless loop in MuPDF kills only
+that child and becomes an `ExtractionError` whose reason the user sees on the document.
+"""
+
+import json
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from docs_app.pipeline.pdf_extract_child import EXIT_OUT_OF_MEMORY
+
+_MAGIC_WINDOW = 1024
+_STDERR_TAIL_CHARS = 300
+_READ_SIZE = 1 << 16
+# The directory that holds the docs_app package, so the child finds it whatever its working dir.
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Leading bytes of formats people upload by mistake, to name them in the rejection.
+_KNOWN_FORMATS: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF87a", "GIF image"),
+    (b"GIF89a", "GIF image"),
+    (b"II*\x00", "TIFF image"),
+    (b"MM\x00*", "TIFF image"),
+    (b"PK\x03\x04", "ZIP archive or Office document"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office document"),
+    (b"{\\rtf", "RTF document"),
+)
+
+
+class ExtractionError(Exception):
+    """A PDF that cannot be ingested. `reason` is a short, human-readable sentence shown to the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ExtractedPage:
+    """The text of one page.
+
+    `text` is `page.get_text("text")`: content-stream order, which is reading order for the
+    word-processor and EDGAR output that legal and medical offices hold. `sort=True` reorders
+    blocks by position and interleaves the columns of two-column layouts and tables.
+    """
+
+    number: int  # 1-based
+    text: str
+
+
+def pdf_validate(path: Path, *, max_bytes: int) -> None:
+    """Reject files that are missing, empty, too large or not PDFs, without parsing them.
+
+    Cheap enough for the upload request; raises ExtractionError.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(_MAGIC_WINDOW)
+    except OSError as exc:
+        raise ExtractionError(f"file cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    if size == 0:
+        raise ExtractionError("empty file")
+    if size > max_bytes:
+        raise ExtractionError(f"file too large ({_megabytes(size)} MB > limit {_megabytes(max_bytes)} MB)")
+    # Readers accept junk before the header (a mail or HTTP prefix), so search a window, not offset 0.
+    if b"%PDF-" not in head:
+        raise ExtractionError(f"not a PDF (looks like {_sniff_format(head)})")
+
+
+def pdf_extract_pages(
+    path: Path,
+    *,
+    max_pages: int,
+    timeout_s: float,
+    memory_limit_mb: int,
+    on_page: Callable[[int, int], None] | None = None,
+) -> list[ExtractedPage]:
+    """Extract the text of every page in a sandboxed child process.
+
+    Calls `on_page(0, total)` once the page count is known, then `on_page(done, total)` after each
+    page. Raises ExtractionError with a reason for every way a bad PDF can fail; an exception raised
+    by `on_page` propagates (after the child is killed).
+    """
+    pages: list[ExtractedPage] = []
+    total: int | None = None
+
+    def receive(message: object) -> None:
+        nonlocal total
+        match message:
+            case {"error": "password"}:
+                raise ExtractionError("password protected")
+            case {"error": "damaged", "detail": str(detail)}:
+                raise ExtractionError(f"damaged PDF: {_shorten(detail)}")
+            case {"pages": int(count)} if total is None:
+                if count == 0:
+                    raise ExtractionError("PDF has no pages")
+                if count > max_pages:
+                    raise ExtractionError(f"too many pages ({count} > limit {max_pages})")
+                total = count
+                if on_page is not None:
+                    on_page(0, total)
+            case {"page": int(number), "text": str(text)} if total is not None and number == len(pages) + 1:
+                pages.append(ExtractedPage(number=number, text=text))
+                if on_page is not None:
+                    on_page(number, total)
+            case _:
+                raise ExtractionError("extraction failed (unexpected output from the extractor)")
+
+    returncode, stderr_tail = _run_child(
+        [sys.executable, "-m", "docs_app.pipeline.pdf_extract_child", str(path.resolve()), str(max_pages)],
+        timeout_s=timeout_s,
+        memory_limit_mb=memory_limit_mb,
+        on_message=receive,
+    )
+    if returncode == EXIT_OUT_OF_MEMORY:
+        raise ExtractionError(f"extraction ran out of memory (limit {memory_limit_mb} MB)")
+    if returncode < 0:
+        raise ExtractionError(f"extraction crashed (signal {_signal_name(-returncode)})")
+    if returncode != 0:
+        raise ExtractionError(_with_detail(f"extraction failed (exit code {returncode})", stderr_tail))
+    if total is None or len(pages) != total:
+        raise ExtractionError(_with_detail("extraction stopped early", stderr_tail))
+    return pages
+
+
+def _run_child(
+    command: list[str],
+    *,
+    timeout_s: float,
+    memory_limit_mb: int,
+    on_message: Callable[[object], None],
+) -> tuple[int, str]:
+    """Run the child, feed each stdout JSON line to on_message; return (returncode, stderr tail).
+
+    The child's process group is killed on timeout and whenever on_message raises (fail fast).
+    """
+    limit_bytes = memory_limit_mb * 1024 * 1024
+
+    def limit_child() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+        # A core dump would write the confidential document's pages to disk.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    python_path = [str(_PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
+    deadline = time.monotonic() + timeout_s
+    child = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=limit_child,
+        start_new_session=True,  # own process group, so a kill reaches anything it spawned
+    )
+    assert child.stdout is not None and child.stderr is not None
+    stdout_fd, stderr_fd = child.stdout.fileno(), child.stderr.fileno()
+    pending = b""
+    # Keep only the end of stderr: a hostile file can make MuPDF warn without end.
+    stderr_tail = b""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout_fd, selectors.EVENT_READ)
+            selector.register(stderr_fd, selectors.EVENT_READ)
+            while selector.get_map():
+                remaining = deadline - time.monotonic()
+                events = selector.select(timeout=remaining) if remaining > 0 else []
+                if not events:
+                    raise ExtractionError(f"extraction timed out after {timeout_s:g} s")
+                for key, _ in events:
+                    chunk = os.read(key.fd, _READ_SIZE)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                    elif key.fd == stderr_fd:
+                        stderr_tail = (stderr_tail + chunk)[-4 * _STDERR_TAIL_CHARS :]
+                    else:
+                        *lines, pending = (pending + chunk).split(b"\n")
+                        for line in lines:
+                            on_message(_decode(line))
+        try:
+            returncode = child.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            raise ExtractionError(f"extraction timed out after {timeout_s:g} s") from None
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        child.stdout.close()
+        child.stderr.close()
+    return returncode, stderr_tail.decode("utf-8", "replace")
+
+
+def _decode(line: bytes) -> object:
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise ExtractionError("extraction failed (unexpected output from the extractor)") from None
+
+
+def _sniff_format(head: bytes) -> str:
+    for magic, name in _KNOWN_FORMATS:
+        if head.startswith(magic):
+            return name
+    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        return "HTML page"
+    if all(byte >= 0x20 or byte in b"\t\n\r\f" for byte in head):
+        return "plain text"
+    return "unknown format"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _shorten(text: str) -> str:
+    collapsed = " ".join(text.split())
+    return collapsed if len(collapsed) <= _STDERR_TAIL_CHARS else "..." + collapsed[-_STDERR_TAIL_CHARS:]
+
+
+def _with_detail(reason: str, stderr_tail: str) -> str:
+    detail = _shorten(stderr_tail)
+    return f"{reason}: {detail}" if detail else reason

@@ -1,0 +1,39 @@
+"""Swappable backends, chosen in settings by dotted path and built on first use (one per process).
+
+Only worker processes call these: the web process never loads a model or opens the vector store.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from docs_app.adapters.embeddings import Embedder
+    from docs_app.adapters.llm import LanguageModel
+    from docs_app.adapters.vectorstore import VectorStore
+
+
+def _build(dotted_path: str, **kwargs: Any) -> Any:
+    factory = import_string(dotted_path)
+    if hasattr(factory, "from_settings"):
+        return factory.from_settings(settings, **kwargs)
+    return factory(**kwargs)
+
+
+@functools.cache
+def embedder() -> Embedder:
+    return _build(settings.EMBEDDER)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def vector_store() -> VectorStore:
+    return _build(settings.VECTOR_STORE)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def language_model() -> LanguageModel:
+    return _build(settings.LLM)  # type: ignore[no-any-return]

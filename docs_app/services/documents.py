@@ -1,0 +1,197 @@
+"""Writes on documents: accept an upload, retry, erase. Views and commands call these; they never touch files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from docs_app.models import Collection, Document, DocumentStatus
+from docs_app.pipeline.pdf_extract import ExtractionError, pdf_validate
+from docs_app.services.audit import Action, audit_record
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.http import HttpRequest
+
+_COPY_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    name: str
+    status: Literal["queued", "duplicate", "rejected"]
+    reason: str = ""
+    document_id: int | None = None
+
+
+def document_file_path(document: Document) -> Path:
+    return Path(settings.MEDIA_ROOT) / document.stored_name
+
+
+def page_cache_dir(document: Document) -> Path:
+    return Path(settings.PAGE_CACHE_DIR) / str(document.pk)
+
+
+def _title_from_name(name: str) -> str:
+    stem = Path(name).stem if Path(name).suffix.lower() == ".pdf" else Path(name).name
+    return " ".join(stem.replace("_", " ").split()) or "Untitled"
+
+
+def _spool(source: IO[bytes], *, max_bytes: int) -> tuple[Path, str, int]:
+    """Copy the upload into a private temp file next to the store, hashing as it goes; stop at the size cap
+    instead of filling the disk."""
+    media = Path(settings.MEDIA_ROOT)
+    media.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(dir=media, prefix=".incoming-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while block := source.read(_COPY_BLOCK):
+                size += len(block)
+                if size > max_bytes:
+                    raise ExtractionError(
+                        f"file too large (over the {max_bytes // (1024 * 1024)} MB limit)"
+                    )
+                digest.update(block)
+                out.write(block)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return Path(tmp_name), digest.hexdigest(), size
+
+
+def document_upload(
+    *,
+    collection: Collection,
+    name: str,
+    source: IO[bytes],
+    uploaded_by: AbstractBaseUser | AnonymousUser | None,
+    request: HttpRequest | None = None,
+) -> UploadOutcome:
+    """Store one file and queue it for ingestion. Obvious misfits (not a PDF, empty, too large) are rejected
+    here, with a reason, before a Document row exists; everything else is left to the sandboxed worker.
+    The caller is expected to have checked the user's role on the collection."""
+    display_name = Path(name.replace("\\", "/")).name[:500] or "upload.pdf"
+    max_bytes = settings.UPLOAD_MAX_FILE_MB * 1024 * 1024
+    try:
+        tmp_path, sha256, size = _spool(source, max_bytes=max_bytes)
+    except ExtractionError as exc:
+        return _rejected(display_name, exc.reason, collection, uploaded_by, request)
+    try:
+        pdf_validate(tmp_path, max_bytes=max_bytes)
+    except ExtractionError as exc:
+        tmp_path.unlink(missing_ok=True)
+        return _rejected(display_name, exc.reason, collection, uploaded_by, request)
+
+    existing = Document.objects.filter(collection=collection, sha256=sha256).first()
+    if existing is not None:
+        tmp_path.unlink(missing_ok=True)
+        return _duplicate(display_name, existing)
+
+    stored_name = f"{uuid.uuid4().hex}.pdf"
+    final_path = Path(settings.MEDIA_ROOT) / stored_name
+    os.replace(tmp_path, final_path)
+    try:
+        with transaction.atomic():
+            document = Document.objects.create(
+                collection=collection,
+                title=_title_from_name(display_name),
+                original_name=display_name,
+                stored_name=stored_name,
+                sha256=sha256,
+                size_bytes=size,
+                uploaded_by=uploaded_by if uploaded_by is not None and uploaded_by.is_authenticated else None,
+            )
+            audit_record(
+                action=Action.UPLOAD, actor=uploaded_by, request=request, target_type="document",
+                target_id=document.pk, collection_id=collection.pk, document_id=document.pk,
+                details={"sha256": sha256, "size_bytes": size, "name": display_name},
+            )
+            _enqueue_ingest(document.pk)
+    except IntegrityError:
+        # The same bytes raced in through another request; that one won.
+        final_path.unlink(missing_ok=True)
+        winner = Document.objects.get(collection=collection, sha256=sha256)
+        return _duplicate(display_name, winner)
+    except BaseException:
+        final_path.unlink(missing_ok=True)
+        raise
+    return UploadOutcome(display_name, "queued", document_id=document.pk)
+
+
+def _duplicate(name: str, existing: Document) -> UploadOutcome:
+    return UploadOutcome(name, "duplicate", f"same file as “{existing.title}” already in this collection",
+                         document_id=existing.pk)
+
+
+def _rejected(name: str, reason: str, collection: Collection,
+              actor: AbstractBaseUser | AnonymousUser | None, request: HttpRequest | None) -> UploadOutcome:
+    audit_record(action=Action.UPLOAD, actor=actor, request=request, target_type="file",
+                 collection_id=collection.pk, outcome="rejected", details={"name": name, "reason": reason})
+    return UploadOutcome(name, "rejected", reason)
+
+
+def _enqueue_ingest(document_id: int) -> None:
+    from workers.tasks import document_ingest_task
+
+    # After commit: the worker must never look for a row that is not there yet.
+    transaction.on_commit(lambda: document_ingest_task.delay(document_id))
+
+
+def document_retry(*, document: Document, actor: AbstractBaseUser | AnonymousUser | None,
+                   request: HttpRequest | None = None) -> None:
+    """Queue a failed document again from scratch: fresh attempt counter, a new index version."""
+    with transaction.atomic():
+        Document.objects.filter(pk=document.pk).update(
+            status=DocumentStatus.QUEUED, error="", attempts=0, progress=0, pages_done=0,
+            version=document.version + 1,
+        )
+        audit_record(action=Action.RETRY, actor=actor, request=request, target_type="document",
+                     target_id=document.pk, collection_id=document.collection_id, document_id=document.pk)
+        _enqueue_ingest(document.pk)
+
+
+def document_delete(*, document: Document, actor: AbstractBaseUser | AnonymousUser | None,
+                    request: HttpRequest | None = None) -> None:
+    """Erase a document: its file, page renders, Chunk rows (and with them the keyword index) now, its vectors
+    through the ingest queue (the web process opens no vector store; search re-checks every hit against the
+    DB, so a vector awaiting purge can never surface). The audit log keeps a receipt, not the content."""
+    from workers.tasks import vectors_delete_task
+
+    file_path = document_file_path(document)
+    cache_dir = page_cache_dir(document)
+    document_id = document.pk
+    with transaction.atomic():
+        receipt = {"sha256": document.sha256, "title": document.title, "size_bytes": document.size_bytes,
+                   "page_count": document.page_count}
+        document.chunks.all().delete()
+        document.delete()
+        audit_record(action=Action.DELETE, actor=actor, request=request, target_type="document",
+                     target_id=document_id, collection_id=document.collection_id, document_id=document_id,
+                     details=receipt)
+        transaction.on_commit(lambda: vectors_delete_task.delay(document_id))
+    file_path.unlink(missing_ok=True)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def documents_requeue_unfinished() -> int:
+    """The reconciler: Redis only carries messages, so after a Redis loss the DB says what is unfinished.
+    Tasks are idempotent, so queueing a document that is also still in the queue costs nothing but a no-op."""
+    from workers.tasks import document_ingest_task
+
+    pending = list(
+        Document.objects.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).values_list("pk", flat=True)
+    )
+    for document_id in pending:
+        document_ingest_task.delay(document_id)
+    return len(pending)

@@ -1,0 +1,54 @@
+"""The vector index is derived: rebuild it from Chunk rows (stored embeddings) whenever it is lost, stale or
+bloated. Chroma's deletes are soft, so a rebuild is also how erased vectors leave its files for good."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db.models import F
+
+from docs_app import registry
+from docs_app.models import Chunk, DocumentStatus, chunk_vector_id
+from docs_app.services.audit import Action, audit_record
+
+_BATCH = 2000
+
+
+def index_rebuild(*, reembed: bool = False) -> int:
+    """Drop the vector collection and write every READY document's chunks again. With `reembed`, vectors are
+    recomputed by the current embedder (after changing models) and stored back in the DB."""
+    store = registry.vector_store()
+    store.reset()
+    chunks = (
+        Chunk.objects.filter(document__status=DocumentStatus.READY)
+        .annotate(collection_id=F("document__collection_id"), version=F("document__version"))
+        .order_by("id")
+    )
+    written = 0
+    batch: list[Chunk] = []
+    for chunk in chunks.iterator(chunk_size=_BATCH):
+        batch.append(chunk)
+        if len(batch) == _BATCH:
+            written += _write(batch, reembed=reembed)
+            batch = []
+    if batch:
+        written += _write(batch, reembed=reembed)
+    audit_record(action=Action.INDEX_REBUILD, target_type="index", details={"chunks": written, "reembed": reembed})
+    return written
+
+
+def _write(batch: list[Chunk], *, reembed: bool) -> int:
+    if reembed:
+        vectors = registry.embedder().embed([" ".join(c.text.split()) for c in batch])
+        for chunk, vector in zip(batch, vectors, strict=True):
+            chunk.embedding = vector.tobytes()
+        Chunk.objects.bulk_update(batch, ["embedding"])
+    else:
+        vectors = np.stack([np.frombuffer(bytes(c.embedding), dtype=np.float32) for c in batch])
+    registry.vector_store().upsert(
+        ids=[chunk_vector_id(document_id=c.document_id, version=c.version, ordinal=c.ordinal)  # type: ignore[attr-defined]
+             for c in batch],
+        embeddings=vectors,
+        metadatas=[{"document_id": c.document_id, "collection_id": c.collection_id,  # type: ignore[attr-defined]
+                    "page": c.page, "ordinal": c.ordinal} for c in batch],
+    )
+    return len(batch)

@@ -1,0 +1,276 @@
+"""One env-driven settings module.
+
+Development defaults are safe and self-contained (SQLite, local Redis, local Chroma server, the packaged
+stand-in model under DATA_DIR). Production is switched on with DOCS_PRODUCTION=1, which refuses to start
+without a real secret key and allowed hosts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+# Nothing may leave the building: no model hub look-ups, no telemetry, from any process that imports settings.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean, got {raw!r}")
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DOCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+MEDIA_ROOT = DATA_DIR / "files"
+PAGE_CACHE_DIR = DATA_DIR / "page-cache"
+
+PRODUCTION = env_bool("DOCS_PRODUCTION", False)
+DEBUG = env_bool("DOCS_DEBUG", not PRODUCTION)
+
+
+def _secret_key() -> str:
+    key = os.environ.get("DOCS_SECRET_KEY", "")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("DOCS_SECRET_KEY must be set in production")
+    # Development: a random key kept in the data directory, so sessions survive restarts but no key is
+    # ever committed or shared between installations.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        import secrets
+
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("DOCS_ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1]")
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("DOCS_ALLOWED_HOSTS must be set in production")
+CSRF_TRUSTED_ORIGINS = env_list("DOCS_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "axes",
+    "docs_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+    "docs_app.middleware.SecurityHeadersMiddleware",
+]
+
+ROOT_URLCONF = "docs_app.urls"
+WSGI_APPLICATION = "docs_app.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------------
+# The embedded default is SQLite set up for several writing processes (web + workers): WAL so readers never
+# block the writer, a busy timeout instead of instant "database is locked", and IMMEDIATE transactions so a
+# transaction takes the write lock up front instead of failing on upgrade half-way through. secure_delete
+# overwrites erased rows in the file itself: deleting a document must not leave its text in free pages.
+DATABASE_URL = env_str("DOCS_DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+_default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DOCS_DB_CONN_MAX_AGE", 0))
+if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    _default_db["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    _test_name = os.environ.get("DOCS_TEST_DATABASE_PATH")
+    if _test_name:
+        # Tests share one file database with the worker processes they start.
+        _default_db["TEST"] = {"NAME": _test_name}
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth, sessions, login throttling -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "library"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_IDLE_TIMEOUT_S = env_int("DOCS_SESSION_IDLE_MINUTES", 30) * 60
+# Idle timeout: every request pushes expiry forward; a session unused for this long is gone.
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# Lock by user name alone: an attacker rotating addresses (or forging X-Forwarded-For, which we never read)
+# still hits the per-user limit.
+AXES_FAILURE_LIMIT = env_int("DOCS_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("DOCS_LOGIN_COOLOFF_MINUTES", 15) / 60
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False
+
+# --- Security headers --------------------------------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Self only: every script, style and font is vendored under static/ (no CDN), and nothing may be fetched from
+# another host. Django 5.2 has no CSP support of its own; docs_app.middleware adds this header.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("DOCS_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DOCS_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("DOCS_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Uploads ------------------------------------------------------------------------------------------
+UPLOAD_MAX_FILE_MB = env_int("DOCS_UPLOAD_MAX_FILE_MB", 100)
+UPLOAD_MAX_FILES = env_int("DOCS_UPLOAD_MAX_FILES", 500)
+# Raised deliberately: a paralegal drops hundreds of contracts at once. The per-file cap above still holds.
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+ZIP_MAX_MEMBERS = env_int("DOCS_ZIP_MAX_MEMBERS", 2000)
+ZIP_MAX_UNCOMPRESSED_MB = env_int("DOCS_ZIP_MAX_UNCOMPRESSED_MB", 2048)
+
+# --- Ingestion ---------------------------------------------------------------------------------------
+INGEST_MAX_PAGES = env_int("DOCS_INGEST_MAX_PAGES", 5000)
+INGEST_EXTRACT_TIMEOUT_S = env_int("DOCS_INGEST_EXTRACT_TIMEOUT_S", 300)
+INGEST_EXTRACT_MEMORY_MB = env_int("DOCS_INGEST_EXTRACT_MEMORY_MB", 2048)
+INGEST_MAX_ATTEMPTS = env_int("DOCS_INGEST_MAX_ATTEMPTS", 3)
+CHUNK_MAX_TOKENS = env_int("DOCS_CHUNK_MAX_TOKENS", 200)
+CHUNK_OVERLAP_TOKENS = env_int("DOCS_CHUNK_OVERLAP_TOKENS", 40)
+EMBED_BATCH_SIZE = env_int("DOCS_EMBED_BATCH_SIZE", 64)
+
+# --- Adapters (swappable by dotted path) -------------------------------------------------------------
+EMBEDDER = env_str("DOCS_EMBEDDER", "docs_app.adapters.embeddings.SentenceTransformerEmbedder")
+EMBEDDING_MODEL_PATH = env_str("DOCS_EMBEDDING_MODEL_PATH", "")  # empty: the packaged all-MiniLM-L6-v2
+VECTOR_STORE = env_str("DOCS_VECTOR_STORE", "docs_app.adapters.vectorstore.ChromaVectorStore")
+CHROMA_HOST = env_str("DOCS_CHROMA_HOST", "127.0.0.1")
+CHROMA_PORT = env_int("DOCS_CHROMA_PORT", 8765)
+CHROMA_COLLECTION = env_str("DOCS_CHROMA_COLLECTION", "chunks")
+LLM = env_str("DOCS_LLM", "docs_app.adapters.llm.LlamaCppModel")
+LLM_MODEL_PATH = env_str("DOCS_LLM_MODEL_PATH", "")  # empty: the stand-in GGUF assembled into DATA_DIR
+LLM_CONTEXT_TOKENS = env_int("DOCS_LLM_CONTEXT_TOKENS", 4096)
+LLM_THREADS = env_int("DOCS_LLM_THREADS", max(1, (os.cpu_count() or 2)))
+LLM_GPU_LAYERS = env_int("DOCS_LLM_GPU_LAYERS", 0)
+LLM_MAX_ANSWER_TOKENS = env_int("DOCS_LLM_MAX_ANSWER_TOKENS", 384)
+
+# --- Messaging ---------------------------------------------------------------------------------------
+REDIS_URL = env_str("DOCS_REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A task is acknowledged only after it finished, and a worker that dies mid-task hands the message back:
+# together with idempotent tasks this means a crash costs a retry, never a lost document.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers an unacknowledged message after this long; it must exceed the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("DOCS_VISIBILITY_TIMEOUT_S", 3600)}
+CELERY_TASK_DEFAULT_QUEUE = "ingest"
+CELERY_TASK_ROUTES = {
+    "workers.tasks.document_ingest_task": {"queue": "ingest"},
+    "workers.tasks.answer_generate_task": {"queue": "answer"},
+}
+CELERY_TASK_TIME_LIMIT = env_int("DOCS_TASK_TIME_LIMIT_S", 1800)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Static files, i18n -------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DOCS_LOG_LEVEL", "INFO")},
+    "loggers": {"chromadb": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+}

@@ -1,0 +1,50 @@
+"""Thin tasks: take IDs, call one service, own the retry policy."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+
+from workers.celery import app
+
+log = logging.getLogger(__name__)
+
+# acks_late + reject_on_worker_lost: a worker killed mid-task hands the message back instead of losing it.
+# The Document.attempts counter (not Celery's retry count, which a killed worker never increments) stops a
+# poison document from looping.
+_RELIABLE: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+class IngestTask(Task):  # type: ignore[misc]
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        # Retries exhausted on an unexpected error: the document fails with the reason, it does not vanish.
+        from docs_app.services.ingest import document_fail
+
+        document_id = kwargs.get("document_id", args[0] if args else None)
+        if document_id is not None:
+            document_fail(document_id=document_id, reason=f"internal error: {type(exc).__name__}: {exc}"[:500])
+
+
+@app.task(base=IngestTask, bind=True, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60,
+          max_retries=4, **_RELIABLE)
+def document_ingest_task(self: Task, document_id: int) -> None:
+    from docs_app.services.ingest import document_ingest
+
+    document_ingest(document_id=document_id)
+
+
+@app.task(bind=True, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=300, max_retries=10,
+          **_RELIABLE)
+def vectors_delete_task(self: Task, document_id: int) -> None:
+    from docs_app import registry
+
+    registry.vector_store().delete_document(document_id=document_id)
+
+
+@app.task(bind=True, queue="answer", **_RELIABLE)
+def answer_generate_task(self: Task, answer_id: int) -> None:
+    from docs_app.services.answering import answer_generate
+
+    answer_generate(answer_id=answer_id)
