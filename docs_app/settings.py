@@ -56,7 +56,8 @@ MEDIA_ROOT = DATA_DIR / "files"
 PAGE_CACHE_DIR = DATA_DIR / "page-cache"
 
 PRODUCTION = env_bool("DOCS_PRODUCTION", False)
-DEBUG = env_bool("DOCS_DEBUG", not PRODUCTION)
+# Off unless asked for: an office intranet app must not show tracebacks to its users.
+DEBUG = env_bool("DOCS_DEBUG", False)
 
 
 def _secret_key() -> str:
@@ -104,6 +105,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "docs_app.session_idle.SessionIdleTimeoutMiddleware",
     "docs_app.middleware.SecurityHeadersMiddleware",
 ]
 
@@ -134,7 +136,9 @@ DATABASE_URL = env_str("DOCS_DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'
 _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DOCS_DB_CONN_MAX_AGE", 0))
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     _default_db["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"
+        ),
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
@@ -160,21 +164,34 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "library"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_IDLE_TIMEOUT_S = env_int("DOCS_SESSION_IDLE_MINUTES", 30) * 60
-# Idle timeout: every request pushes expiry forward; a session unused for this long is gone.
+# Idle timeout: docs_app.session_idle logs out a session with no real activity for this long. Saving the
+# session on every request would let an open tab's background polling (status JSON, the answer stream) keep
+# it alive forever, so only real activity refreshes it; the stored expiry is the backstop.
 SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_SAVE_EVERY_REQUEST = False
+# URL names a page calls by itself, without a person doing anything: they neither count as activity nor
+# extend the session.
+SESSION_IDLE_PASSIVE_URL_NAMES = ["collection_status", "answer_stream"]
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
 # Lock by user name alone: an attacker rotating addresses (or forging X-Forwarded-For, which we never read)
-# still hits the per-user limit.
+# still hits the per-user limit. axes.W006 ("add ip_address") is silenced on purpose: it warns about
+# lockouts keyed on values the attacker controls (user agent, cookies); the account name is the target
+# itself. An address counter would hurt here: gunicorn listens on 127.0.0.1 behind the TLS proxy, so every
+# request has the same REMOTE_ADDR, and (a) five typos anywhere would lock the whole office out, (b) with
+# AXES_RESET_ON_SUCCESS any colleague's good login would wipe every failure count from that address,
+# including the counter of the account under attack (tests/integration/test_audit.py pins both halves).
 AXES_FAILURE_LIMIT = env_int("DOCS_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_int("DOCS_LOGIN_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# The same address the audit log records: REMOTE_ADDR only.
+AXES_CLIENT_IP_CALLABLE = "docs_app.services.audit.client_address"
 AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "login.html"  # rendered with `failure_limit` set, status 429
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
 # --- Security headers --------------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -225,6 +242,7 @@ CHROMA_PORT = env_int("DOCS_CHROMA_PORT", 8765)
 CHROMA_COLLECTION = env_str("DOCS_CHROMA_COLLECTION", "chunks")
 LLM = env_str("DOCS_LLM", "docs_app.adapters.llm.LlamaCppModel")
 LLM_MODEL_PATH = env_str("DOCS_LLM_MODEL_PATH", "")  # empty: the stand-in GGUF assembled into DATA_DIR
+LLM_STANDIN_PATH = DATA_DIR / "models" / "gemma-3-270m-standin-q4_k_m.gguf"
 LLM_CONTEXT_TOKENS = env_int("DOCS_LLM_CONTEXT_TOKENS", 4096)
 LLM_THREADS = env_int("DOCS_LLM_THREADS", max(1, (os.cpu_count() or 2)))
 LLM_GPU_LAYERS = env_int("DOCS_LLM_GPU_LAYERS", 0)

@@ -43,6 +43,14 @@ def vectors_delete_task(self: Task, document_id: int) -> None:
     registry.vector_store().delete_document(document_id=document_id)
 
 
+@app.task(bind=True, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60, max_retries=5,
+          **_RELIABLE)
+def keyword_index_compact_task(self: Task) -> None:
+    from docs_app.services.index import keyword_index_compact
+
+    keyword_index_compact()
+
+
 @app.task(bind=True, queue="answer", **_RELIABLE)
 def answer_generate_task(self: Task, answer_id: int) -> None:
     from docs_app.services.answering import answer_generate

@@ -13,6 +13,7 @@ at whitespace) provided token_len counts no special tokens; counting [CLS]/[SEP]
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from docs_app.pipeline.pdf_extract import ExtractedPage
 
@@ -36,26 +37,18 @@ class _Unit:
     opens_paragraph: bool
 
 
-# Where a new paragraph starts: after a blank line, or at a line that is indented, numbered or bulleted.
-_PARAGRAPH_BREAK = re.compile(
-    r"""
-    \n\s*\n
-    | \n(?=[ \t]+\S)
-    | \n(?=[ \t]*(?:
-          \d+(?:\.\d+)*\.\s              # 1.  2.3.
-        | \d+\.\d+(?:\.\d+)*\s           # 2.3 Scope
-        | \(?[0-9A-Za-z]{1,4}\)\s        # (a)  (iv)  b)
-        | (?:Section|SECTION|Article|ARTICLE)\s+[0-9IVXLC]
-        | [\u2022\u25cf\u25aa\u25e6\u00b7*\u2013\u2014-]\s
-    ))
-    """,
-    re.VERBOSE,
+# A line that opens a numbered item or a bullet: "1. ", "2.3 ", "(a) ", "iv) ", "Section 2", "- ".
+_NUMBERED = re.compile(
+    r"(?:\d+(?:\.\d+)*\.|\d+\.\d+(?:\.\d+)*|\(?[0-9A-Za-z]{1,4}\)|[\u2022\u25cf\u25aa\u25e6\u00b7*\u2013\u2014-])\s"
+    r"|(?:Section|SECTION|Article|ARTICLE)\s+[0-9IVXLC]"
 )
 # A sentence ends at . ; ? ! (plus closing quotes or brackets) followed by space and a capital.
 _SENTENCE_END = re.compile(r"""([.;?!]["'\u201d\u2019)\]]*)\s+(?=["'\u201c\u2018(\[]?[A-Z])""")
 _ABBREVIATIONS = frozenset(
-    "inc co corp ltd no nos sec secs art arts para paras cl ch vol fig ex approx dept est al cf viz vs "
-    "mr mrs ms dr jr sr st prof gen jan feb mar apr jun jul aug sep sept oct nov dec".split()
+    {"inc", "co", "corp", "ltd", "no", "nos", "sec", "secs", "art", "arts", "para", "paras", "cl", "ch"}
+    | {"vol", "fig", "ex", "approx", "dept", "est", "al", "cf", "viz", "vs", "prof", "gen"}
+    | {"mr", "mrs", "ms", "dr", "jr", "sr", "st"}
+    | {"jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
 )
 _INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")  # J.  U.S.  e.g.  N.A.
 _ENUMERATOR = re.compile(r"\d+(?:\.\d+)*|[ivxlcdmIVXLCDM]{1,6}")  # 1.  1.2.  iv.
@@ -99,17 +92,26 @@ def _units(text: str, *, max_tokens: int, token_len: Callable[[str], int]) -> li
 
 
 def _paragraphs(text: str) -> list[tuple[int, int]]:
-    """Non-empty paragraphs as (start, end), stripped of surrounding whitespace."""
-    bounds = [0, *(offset for match in _PARAGRAPH_BREAK.finditer(text) for offset in match.span()), len(text)]
-    paragraphs = []
-    for start, end in zip(bounds[::2], bounds[1::2], strict=True):
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if start < end:
-            paragraphs.append((start, end))
-    return paragraphs
+    """Paragraphs as (start, end), stripped of surrounding whitespace.
+
+    PyMuPDF separates lines, not paragraphs, so a line opens a paragraph when it follows a blank
+    line, is numbered or bulleted, or is indented deeper than the line before it (not merely
+    indented: filings typeset in monospace indent every line).
+    """
+    starts: list[int] = []
+    offset = 0
+    previous_indent: int | None = None  # None at the top and after a blank line
+    for line in text.split("\n"):
+        content = line.lstrip()
+        if content:
+            indent = len(line) - len(content)
+            if previous_indent is None or indent > previous_indent or _NUMBERED.match(content):
+                starts.append(offset + indent)
+            previous_indent = indent
+        else:
+            previous_indent = None
+        offset += len(line) + 1
+    return [(start, start + len(text[start:end].rstrip())) for start, end in pairwise([*starts, len(text)])]
 
 
 def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -166,7 +168,13 @@ def _split_long(
             count = max(1, min(count - 1, count * max_tokens // piece_tokens))
         if piece_tokens > max_tokens and unit is _WORD:
             pieces += _split_long(
-                text, piece_start, piece_end, piece_tokens, max_tokens=max_tokens, token_len=token_len, unit=_CHAR
+                text,
+                piece_start,
+                piece_end,
+                piece_tokens,
+                max_tokens=max_tokens,
+                token_len=token_len,
+                unit=_CHAR,
             )
         else:
             pieces.append((piece_start, piece_end, piece_tokens))
@@ -187,7 +195,9 @@ def _pack(units: list[_Unit], *, max_tokens: int, overlap_tokens: int) -> list[t
             if unit.opens_paragraph:
                 current = []
             else:
-                current = _overlap(current, budget=min(max_tokens // 2, max_tokens - unit.tokens), wanted=overlap_tokens)
+                current = _overlap(
+                    current, budget=min(max_tokens // 2, max_tokens - unit.tokens), wanted=overlap_tokens
+                )
             size = sum(carried.tokens for carried in current)
         current.append(unit)
         size += unit.tokens

@@ -8,7 +8,6 @@ that child and becomes an `ExtractionError` whose reason the user sees on the do
 
 import json
 import os
-import resource
 import selectors
 import signal
 import subprocess
@@ -21,10 +20,11 @@ from pathlib import Path
 from docs_app.pipeline.pdf_extract_child import EXIT_OUT_OF_MEMORY
 
 _MAGIC_WINDOW = 1024
-_STDERR_TAIL_CHARS = 300
+_DETAIL_CHARS = 300
 _READ_SIZE = 1 << 16
 # The directory that holds the docs_app package, so the child finds it whatever its working dir.
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_UNEXPECTED_OUTPUT = "extraction failed (unexpected output from the extractor)"
 
 # Leading bytes of formats people upload by mistake, to name them in the rejection.
 _KNOWN_FORMATS: tuple[tuple[bytes, str], ...] = (
@@ -54,7 +54,8 @@ class ExtractedPage:
 
     `text` is `page.get_text("text")`: content-stream order, which is reading order for the
     word-processor and EDGAR output that legal and medical offices hold. `sort=True` reorders
-    blocks by position and interleaves the columns of two-column layouts and tables.
+    blocks by position, which interleaves columns and table cells; on the CUAD dev queries it
+    found one gold clause fewer (119 of 120, plain 120, comparing alphanumerics only).
     """
 
     number: int  # 1-based
@@ -93,7 +94,8 @@ def pdf_extract_pages(
 
     Calls `on_page(0, total)` once the page count is known, then `on_page(done, total)` after each
     page. Raises ExtractionError with a reason for every way a bad PDF can fail; an exception raised
-    by `on_page` propagates (after the child is killed).
+    by `on_page` propagates (after the child is killed). The text received from the child counts
+    against `memory_limit_mb` too, so a text bomb cannot exhaust this process either.
     """
     pages: list[ExtractedPage] = []
     total: int | None = None
@@ -118,13 +120,13 @@ def pdf_extract_pages(
                 if on_page is not None:
                     on_page(number, total)
             case _:
-                raise ExtractionError("extraction failed (unexpected output from the extractor)")
+                raise ExtractionError(_UNEXPECTED_OUTPUT)
 
+    # The child sets its own address-space limit once its imports are done: see pdf_extract_child.
+    command = [sys.executable, "-m", "docs_app.pipeline.pdf_extract_child"]
+    command += [str(path.resolve()), str(max_pages), str(memory_limit_mb)]
     returncode, stderr_tail = _run_child(
-        [sys.executable, "-m", "docs_app.pipeline.pdf_extract_child", str(path.resolve()), str(max_pages)],
-        timeout_s=timeout_s,
-        memory_limit_mb=memory_limit_mb,
-        on_message=receive,
+        command, timeout_s=timeout_s, max_output_bytes=memory_limit_mb * 1024 * 1024, on_message=receive
     )
     if returncode == EXIT_OUT_OF_MEMORY:
         raise ExtractionError(f"extraction ran out of memory (limit {memory_limit_mb} MB)")
@@ -141,41 +143,33 @@ def _run_child(
     command: list[str],
     *,
     timeout_s: float,
-    memory_limit_mb: int,
+    max_output_bytes: int,
     on_message: Callable[[object], None],
 ) -> tuple[int, str]:
     """Run the child, feed each stdout JSON line to on_message; return (returncode, stderr tail).
 
     The child's process group is killed on timeout and whenever on_message raises (fail fast).
     """
-    limit_bytes = memory_limit_mb * 1024 * 1024
-
-    def limit_child() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-        # A core dump would write the confidential document's pages to disk.
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
     python_path = [str(_PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
     deadline = time.monotonic() + timeout_s
     child = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=env,
-        preexec_fn=limit_child,
-        start_new_session=True,  # own process group, so a kill reaches anything it spawned
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(python_path)),
+        start_new_session=True,  # its own process group, so one kill reaches anything it started
     )
     assert child.stdout is not None and child.stderr is not None
-    stdout_fd, stderr_fd = child.stdout.fileno(), child.stderr.fileno()
-    pending = b""
-    # Keep only the end of stderr: a hostile file can make MuPDF warn without end.
+    stdout_fd = child.stdout.fileno()
+    line = bytearray()
+    received = 0
+    # Only the end of stderr is kept: a hostile file can make MuPDF complain without end.
     stderr_tail = b""
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(stdout_fd, selectors.EVENT_READ)
-            selector.register(stderr_fd, selectors.EVENT_READ)
+            selector.register(child.stderr.fileno(), selectors.EVENT_READ)
             while selector.get_map():
                 remaining = deadline - time.monotonic()
                 events = selector.select(timeout=remaining) if remaining > 0 else []
@@ -185,12 +179,21 @@ def _run_child(
                     chunk = os.read(key.fd, _READ_SIZE)
                     if not chunk:
                         selector.unregister(key.fd)
-                    elif key.fd == stderr_fd:
-                        stderr_tail = (stderr_tail + chunk)[-4 * _STDERR_TAIL_CHARS :]
+                    elif key.fd != stdout_fd:
+                        stderr_tail = (stderr_tail + chunk)[-4 * _DETAIL_CHARS :]
                     else:
-                        *lines, pending = (pending + chunk).split(b"\n")
-                        for line in lines:
-                            on_message(_decode(line))
+                        received += len(chunk)
+                        if received > max_output_bytes:
+                            limit = _megabytes(max_output_bytes)
+                            raise ExtractionError(f"too much text (more than {limit} MB)")
+                        # Search only the new bytes: one page's line can be megabytes long.
+                        searched = len(line)
+                        line += chunk
+                        end = line.find(b"\n", searched)
+                        while end >= 0:
+                            on_message(_decode(bytes(line[:end])))
+                            del line[: end + 1]
+                            end = line.find(b"\n")
         try:
             returncode = child.wait(timeout=max(deadline - time.monotonic(), 0))
         except subprocess.TimeoutExpired:
@@ -208,14 +211,14 @@ def _decode(line: bytes) -> object:
     try:
         return json.loads(line)
     except ValueError:
-        raise ExtractionError("extraction failed (unexpected output from the extractor)") from None
+        raise ExtractionError(_UNEXPECTED_OUTPUT) from None
 
 
 def _sniff_format(head: bytes) -> str:
     for magic, name in _KNOWN_FORMATS:
         if head.startswith(magic):
             return name
-    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+    if head.lstrip()[:14].lower().startswith((b"<!doctype html", b"<html")):
         return "HTML page"
     if all(byte >= 0x20 or byte in b"\t\n\r\f" for byte in head):
         return "plain text"
@@ -235,7 +238,7 @@ def _signal_name(number: int) -> str:
 
 def _shorten(text: str) -> str:
     collapsed = " ".join(text.split())
-    return collapsed if len(collapsed) <= _STDERR_TAIL_CHARS else "..." + collapsed[-_STDERR_TAIL_CHARS:]
+    return collapsed if len(collapsed) <= _DETAIL_CHARS else "..." + collapsed[-_DETAIL_CHARS:]
 
 
 def _with_detail(reason: str, stderr_tail: str) -> str:

@@ -54,12 +54,13 @@ SYSTEM_RULES = (
 
 TRUNCATION_MARK = " [...]"
 
-# One citation marker: [1], [2, 3], [1-3], [1–3], [1; 4-5]. Digits are capped so a hostile answer
-# cannot make int() or a range expansion expensive.
+# One citation marker: [1], [2, 3], [1-3], [1; 4-5], ranges also with an en dash. Digits are capped
+# so a hostile answer cannot make int() or a range expansion expensive.
 _NUM = r"\d{1,4}"
-_ITEM = rf"{_NUM}(?:\s*[-–]\s*{_NUM})?"
+_DASH = "[-\u2013]"
+_ITEM = rf"{_NUM}(?:\s*{_DASH}\s*{_NUM})?"
 _MARKER = re.compile(rf"\[\s*{_ITEM}(?:\s*[,;]\s*{_ITEM})*\s*\]")
-_ITEM_RE = re.compile(rf"({_NUM})(?:\s*[-–]\s*({_NUM}))?")
+_ITEM_RE = re.compile(rf"({_NUM})(?:\s*{_DASH}\s*({_NUM}))?")
 _WORD_END = re.compile(r"\S+")
 
 
@@ -160,9 +161,7 @@ def _source_block(source: Source) -> str:
     return f'<source id="{source.number}" title="{title}" page="{source.page}">\n{text}\n</source>'
 
 
-def citations_parse(
-    answer: str, *, valid_numbers: Collection[int]
-) -> tuple[list[CitedSegment], list[int]]:
+def citations_parse(answer: str, *, valid_numbers: Collection[int]) -> tuple[list[CitedSegment], list[int]]:
     """Split the answer into segments; recognise [1], [2, 3], [1][2], [1-3] style markers; markers
     with numbers not in valid_numbers are treated as plain text (never a link) — return also the
     sorted distinct list of valid cited numbers.

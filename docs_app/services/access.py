@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 
 class Ability(IntEnum):
-    READ = 1  # list, view, ask, download
-    UPLOAD = 2
-    MANAGE = 3  # delete, retry, grant
+    READ = 1  # list, view, ask
+    UPLOAD = 2  # also download the file, retry a failed ingestion
+    MANAGE = 3  # delete, grant
 
 ROLE_RANK = {Role.VIEWER: Ability.READ, Role.CONTRIBUTOR: Ability.UPLOAD, Role.MANAGER: Ability.MANAGE}
 

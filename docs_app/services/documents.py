@@ -166,7 +166,7 @@ def document_delete(*, document: Document, actor: AbstractBaseUser | AnonymousUs
     """Erase a document: its file, page renders, Chunk rows (and with them the keyword index) now, its vectors
     through the ingest queue (the web process opens no vector store; search re-checks every hit against the
     DB, so a vector awaiting purge can never surface). The audit log keeps a receipt, not the content."""
-    from workers.tasks import vectors_delete_task
+    from workers.tasks import keyword_index_compact_task, vectors_delete_task
 
     file_path = document_file_path(document)
     cache_dir = page_cache_dir(document)
@@ -180,6 +180,8 @@ def document_delete(*, document: Document, actor: AbstractBaseUser | AnonymousUs
                      target_id=document_id, collection_id=document.collection_id, document_id=document_id,
                      details=receipt)
         transaction.on_commit(lambda: vectors_delete_task.delay(document_id))
+        # The keyword index keeps erased terms until it is merged (see services.index.keyword_index_compact).
+        transaction.on_commit(keyword_index_compact_task.delay)
     file_path.unlink(missing_ok=True)
     shutil.rmtree(cache_dir, ignore_errors=True)
 

@@ -4,6 +4,7 @@ bloated. Chroma's deletes are soft, so a rebuild is also how erased vectors leav
 from __future__ import annotations
 
 import numpy as np
+from django.db import connection
 from django.db.models import F
 
 from docs_app import registry
@@ -33,7 +34,23 @@ def index_rebuild(*, reembed: bool = False) -> int:
     if batch:
         written += _write(batch, reembed=reembed)
     audit_record(action=Action.INDEX_REBUILD, target_type="index", details={"chunks": written, "reembed": reembed})
+    keyword_index_compact()
     return written
+
+
+def keyword_index_compact() -> None:
+    """Erase what deleted chunks left in the SQLite file. FTS5 records a delete as a tombstone and keeps the
+    erased document's terms in its old segments (measured: names from a deleted contract stay readable in the
+    file) until the index is merged; 'optimize' rewrites it, secure_delete zeroes the freed pages, and a
+    truncating checkpoint drops the pre-delete page images still sitting in the WAL file. It rewrites the
+    whole keyword index, so it runs in a worker after a deletion, never in a web request. PostgreSQL keeps
+    dead rows until VACUUM instead: there, schedule VACUUM on docs_app_chunk."""
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO docs_app_chunk_fts(docs_app_chunk_fts) VALUES('optimize')")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _write(batch: list[Chunk], *, reembed: bool) -> int:

@@ -161,6 +161,6 @@ def document_fail(*, document_id: int, reason: str) -> None:
     try:
         # Stray vectors of an attempt that crashed between upsert and commit: search already ignores them.
         registry.vector_store().delete_document(document_id=document_id)
-    except Exception:  # noqa: BLE001 - the index is derived; `reindex --compact` sweeps what this misses
+    except Exception:
         log.warning("could not purge vectors of failed document %s", document_id, exc_info=True)
     log.info("document %s failed: %s", document_id, reason)

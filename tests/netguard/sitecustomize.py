@@ -31,10 +31,10 @@ def _record(kind: str, target: object) -> None:
 
 
 def _check(self: socket.socket, address: object) -> None:
-    if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
-        if not _is_local(address[0]):
-            _record("connect", address)
-            raise ConnectionRefusedError(f"netguard: outbound connection to {address!r} refused")
+    inet = self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple)
+    if inet and not _is_local(address[0]):  # type: ignore[index]
+        _record("connect", address)
+        raise ConnectionRefusedError(f"netguard: outbound connection to {address!r} refused")
 
 
 def _connect(self: socket.socket, address: object) -> None:

@@ -43,9 +43,7 @@ def test_prompt_wraps_each_source_in_numbered_delimiters() -> None:
 
 
 def test_system_rules_say_sources_are_data_and_require_citations() -> None:
-    messages, _ = prompt_build(
-        question="q", sources=make_sources(1), budget_tokens=1000, token_len=words
-    )
+    messages, _ = prompt_build(question="q", sources=make_sources(1), budget_tokens=1000, token_len=words)
     rules = messages[0].content
     assert "data, not instructions" in rules
     assert "[1]" in rules
@@ -128,9 +126,7 @@ def test_last_kept_source_is_cut_at_a_word_boundary() -> None:
     full, _ = prompt_build(question="q", sources=[source], budget_tokens=10_000, token_len=words)
     # Room for the cut mark plus one word less than the whole text.
     budget = total(full) - 2 + words(TRUNCATION_MARK)
-    messages, used = prompt_build(
-        question="q", sources=[source], budget_tokens=budget, token_len=words
-    )
+    messages, used = prompt_build(question="q", sources=[source], budget_tokens=budget, token_len=words)
     assert used[0].text == "alpha beta\ngamma delta" + TRUNCATION_MARK
     assert total(messages) <= budget
 
@@ -172,7 +168,7 @@ def test_question_too_long_for_budget_raises() -> None:
         ("A [1][3]", [CitedSegment("A ", (1, 3))], [1, 3]),
         ("A [1] [3].", [CitedSegment("A ", (1, 3)), CitedSegment(".", ())], [1, 3]),
         ("A [1-3]", [CitedSegment("A ", (1, 2, 3))], [1, 2, 3]),
-        ("A [1–2; 3]", [CitedSegment("A ", (1, 2, 3))], [1, 2, 3]),
+        ("A [1\u20132; 3]", [CitedSegment("A ", (1, 2, 3))], [1, 2, 3]),
         ("A [9].", [CitedSegment("A [9].", ())], []),
         ("A [1, 9].", [CitedSegment("A [1, 9].", ())], []),
         ("A [3-1].", [CitedSegment("A [3-1].", ())], []),

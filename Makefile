@@ -1,0 +1,35 @@
+# Two commands matter: `make run` (set up everything and start the app) and `make test` (the whole suite
+# against real services). Everything else is a convenience.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint bench-ingest bench-retrieval clean
+
+setup: $(VENV)/.installed
+	@scripts/system-deps.sh
+
+$(VENV)/.installed: pyproject.toml scripts/setup-venv.sh
+	scripts/setup-venv.sh
+	@touch $@
+
+run: setup
+	scripts/run.sh
+
+test: setup
+	@scripts/system-deps.sh --browser
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy docs_app workers
+
+bench-ingest: setup
+	$(BIN)/python bench/ingest.py --pdfs ../shared/data/legal/cuad_pdf --limit 50
+
+bench-retrieval: setup
+	$(BIN)/python bench/retrieval.py --pdfs ../shared/data/legal/cuad_pdf \
+		--queries ../shared/data/legal/cuad_queries_dev.jsonl --docs 60
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

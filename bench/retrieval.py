@@ -1,0 +1,213 @@
+"""Retrieval benchmark through the real stack: PDFs -> queue -> ingest worker -> Chroma + DB; every question
+through docs_app.services.retrieval.chunks_retrieve, dense-only and hybrid; then time to first token of a few
+answers through the real answer queue with the configured (stand-in) model.
+
+    python bench/retrieval.py --pdfs ../shared/data/legal/cuad_pdf \
+        --queries ../shared/data/legal/cuad_queries_dev.jsonl --docs 60
+    python bench/retrieval.py --pubmedqa ../shared/data/medical/pubmedqa_pqal.json [--pmids test|all]
+
+Queries: one JSON object a line, {"id", "question", "pdf", "gold": [span, ...]}. A retrieved chunk is a hit
+when it comes from the gold PDF and contains at least 60% of one gold span's distinct lower-cased alphanumeric
+words (no spans: any chunk of the gold PDF). MRR is over the top 10. The last line printed is one JSON object
+with every figure. Use --workdir to keep (and on a re-run reuse) the ingested corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._services import configure, services_running
+
+_ALNUM = re.compile(r"[a-z0-9]+")
+TOP_K = 10
+
+
+def words(text: str) -> set[str]:
+    return set(_ALNUM.findall(text.lower()))
+
+
+def is_hit(chunk_text: str, gold_spans: list[set[str]]) -> bool:
+    if not gold_spans:
+        return True
+    chunk_words = words(chunk_text)
+    return any(span and len(span & chunk_words) >= 0.6 * len(span) for span in gold_spans)
+
+
+def pubmedqa_render(source: Path, out_dir: Path, *, pmids: str) -> tuple[Path, Path]:
+    """One PDF per pmid with its CONTEXTS (never LONG_ANSWER: it gives the answer away) and the matching
+    queries file (gold = that pmid's PDF, no spans)."""
+    import pymupdf
+
+    entries: dict[str, dict[str, Any]] = json.loads(source.read_text())
+    if pmids == "test":
+        split = json.loads((source.parent / "pubmedqa_test_ground_truth.json").read_text())
+        entries = {pmid: entries[pmid] for pmid in split}
+    pdf_dir = out_dir / "pubmedqa_pdf"
+    pdf_dir.mkdir(parents=True, exist_ok=True)
+    queries = out_dir / "pubmedqa_queries.jsonl"
+    with queries.open("w") as out:
+        for pmid, entry in entries.items():
+            pdf_path = pdf_dir / f"{pmid}.pdf"
+            if not pdf_path.exists():
+                body = "".join(f"<h3>{html.escape(label.title())}</h3><p>{html.escape(text)}</p>"
+                               for label, text in zip(entry["LABELS"], entry["CONTEXTS"], strict=True))
+                rect = pymupdf.paper_rect("a4")
+                margin = pymupdf.Rect(rect.x0 + 50, rect.y0 + 50, rect.x1 - 50, rect.y1 - 50)
+                story = pymupdf.Story(html=body)
+                writer = pymupdf.DocumentWriter(str(pdf_path))
+                more = 1
+                while more:
+                    device = writer.begin_page(rect)
+                    more, _ = story.place(margin)
+                    story.draw(device)
+                    writer.end_page()
+                writer.close()
+            query = {"id": pmid, "question": entry["QUESTION"], "pdf": pdf_path.name, "gold": []}
+            out.write(json.dumps(query) + "\n")
+    return pdf_dir, queries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pdfs", type=Path)
+    parser.add_argument("--queries", type=Path)
+    parser.add_argument("--pubmedqa", type=Path, help="PubMedQA ori_pqal.json: render it and use it")
+    parser.add_argument("--pmids", choices=["test", "all"], default="all")
+    parser.add_argument("--docs", type=int, default=0, help="gold PDFs plus distractors (0: all)")
+    parser.add_argument("--workdir", type=Path, help="keep the corpus here (reused by a re-run)")
+    parser.add_argument("--ttft-runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=20240817)
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
+    if args.pubmedqa:
+        args.pdfs, args.queries = pubmedqa_render(args.pubmedqa, workdir, pmids=args.pmids)
+    if not args.pdfs or not args.queries:
+        parser.error("--pdfs and --queries (or --pubmedqa) are required")
+    # Short answers: only the first token is timed.
+    configure(workdir, DOCS_LLM_MAX_ANSWER_TOKENS="16")
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    with services_running(workdir):
+        run(args, workdir)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    from django.contrib.auth import get_user_model
+
+    from docs_app.models import Chunk, Collection, Document, DocumentStatus, Grant, Role
+    from docs_app.services.documents import document_upload
+    from docs_app.services.retrieval import DENSE_ONLY, RetrievalOptions, chunks_retrieve
+
+    queries = [json.loads(line) for line in args.queries.read_text().splitlines() if line.strip()]
+    gold_names = list(dict.fromkeys(q["pdf"] for q in queries))
+    others = sorted(p.name for p in args.pdfs.iterdir() if p.is_file() and p.name not in set(gold_names))
+    random.Random(args.seed).shuffle(others)
+    wanted = max(args.docs, len(gold_names)) if args.docs else len(gold_names) + len(others)
+    corpus = gold_names + others[: max(0, wanted - len(gold_names))]
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    collection, _ = Collection.objects.get_or_create(name="bench")
+    Grant.objects.get_or_create(collection=collection, user=user, defaults={"role": Role.VIEWER})
+    started = time.monotonic()
+    for name in corpus:
+        if not Document.objects.filter(collection=collection, original_name=name).exists():
+            with (args.pdfs / name).open("rb") as source:
+                document_upload(collection=collection, name=name, source=source, uploaded_by=None)
+    docs = Document.objects.filter(collection=collection)
+    while docs.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
+        time.sleep(2)
+    failed = list(docs.filter(status=DocumentStatus.FAILED).values_list("original_name", "error"))
+    by_name = dict(docs.filter(status=DocumentStatus.READY).values_list("original_name", "id"))
+    chunks = Chunk.objects.filter(document__collection=collection).count()
+    print(f"corpus: {len(by_name)} ready documents ({len(failed)} failed), {chunks} chunks, "
+          f"ingest wait {time.monotonic() - started:.0f}s")
+    for name, error in failed:
+        print(f"  failed: {name}: {error}")
+
+    figures: dict[str, Any] = {"queries": len(queries), "documents": len(by_name)}
+    latencies: list[float] = []
+    for label, options in (("dense", DENSE_ONLY), ("hybrid", RetrievalOptions())):
+        hits1 = hits5 = 0
+        reciprocal = 0.0
+        for query in queries:
+            gold_document = by_name.get(query["pdf"])
+            spans = [words(span) for span in query.get("gold", [])]
+            t0 = time.perf_counter()
+            found = chunks_retrieve(user=user, query=query["question"], k=TOP_K, options=options)
+            if label == "hybrid":
+                latencies.append((time.perf_counter() - t0) * 1000)
+            ranks = [i for i, c in enumerate(found, start=1)
+                     if c.document_id == gold_document and is_hit(c.text, spans)]
+            first = ranks[0] if ranks else None
+            hits1 += first == 1
+            hits5 += first is not None and first <= 5
+            reciprocal += 1 / first if first else 0.0
+        n = len(queries)
+        figures[label] = {"hit@1": round(hits1 / n, 3), "hit@5": round(hits5 / n, 3),
+                          "mrr": round(reciprocal / n, 3)}
+        print(f"{label:7s} hit@1 {hits1 / n:.3f}  hit@5 {hits5 / n:.3f}  MRR {reciprocal / n:.3f}  (n={n})")
+    figures["retrieval_ms"] = {"p50": round(statistics.median(latencies), 1),
+                               "p95": round(statistics.quantiles(latencies, n=20)[18], 1)}
+    latency = figures["retrieval_ms"]
+    print(f"hybrid retrieval latency p50 {latency['p50']} ms, p95 {latency['p95']} ms")
+    if args.ttft_runs > 0:
+        cold, ttfts = time_to_first_token(user=user, collection=collection,
+                                          questions=[q["question"] for q in queries], runs=args.ttft_runs)
+        figures["ttft_s"] = round(statistics.median(ttfts), 2)
+        figures["ttft_cold_s"] = round(cold, 2)
+        print(f"time to first token: median {figures['ttft_s']} s over {len(ttfts)} (cold, with model load: "
+              f"{cold:.2f} s)")
+    print(f"work directory: {workdir}")
+    print(json.dumps(figures))
+
+
+def time_to_first_token(*, user: Any, collection: Any, questions: list[str],
+                        runs: int) -> tuple[float, list[float]]:
+    """Seconds from enqueueing a question (the real question_ask service) to its first `token` event in the
+    answer's Redis Stream. The first run also loads the model in the worker and is reported apart."""
+    from docs_app.models import Conversation
+    from docs_app.services.answering import question_ask
+    from docs_app.services.streams import stream_read
+
+    conversation = Conversation.objects.create(owner=user, title="bench")
+    conversation.collections.set([collection])
+    times: list[float] = []
+    for question in questions[: runs + 1]:
+        t0 = time.monotonic()
+        answer = question_ask(conversation=conversation, user=user, text=question, request=None)
+        last_id = "0-0"
+        first: float | None = None
+        while first is None and time.monotonic() - t0 < 600:
+            for entry_id, event, _data in stream_read(answer_id=answer.pk, after=last_id, block_ms=1000):
+                last_id = entry_id
+                if event == "token":
+                    first = time.monotonic() - t0
+                    break
+                if event in {"done", "error"}:
+                    first = time.monotonic() - t0  # abstained or failed: time to the verdict instead
+                    break
+        times.append(first if first is not None else float("nan"))
+    return times[0], times[1:] or times
+
+
+if __name__ == "__main__":
+    main()

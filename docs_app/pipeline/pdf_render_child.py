@@ -1,0 +1,134 @@
+"""Child side of page rendering: `python -m docs_app.pipeline.pdf_render_child`, request on stdin.
+
+The parent (`docs_app.services.pages`) writes one JSON object to stdin:
+
+    {"path": "...", "page": n, "out": "...png", "max_side_px": 2000, "width_px": 1100, "memory_mb": 2048,
+     "highlight": {"start": a, "end": b, "text": "..."} | null}
+
+renders page n (1-based) to `out` as PNG, with the passage at characters [start, end) of the page's
+`get_text("text")` painted over in translucent yellow, and prints one JSON line:
+
+    {"ok": true, "highlighted": k}        k rectangles drawn (0: no highlight asked, or not located)
+    {"error": "..."}                      the page could not be rendered
+
+Rendering decodes images and fonts that text extraction never touched, so an untrusted PDF gets the same
+treatment here as in pdf_extract_child: an address-space limit, no core dump, and a parent that kills us
+on a timeout. Keep imports light: no Django.
+"""
+
+import importlib
+import json
+import os
+import resource
+import sys
+from typing import Any, TextIO
+
+EXIT_OUT_OF_MEMORY = 86
+_HIGHLIGHT_FILL = (1.0, 0.84, 0.0)
+_HIGHLIGHT_OPACITY = 0.4
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    # The protocol goes to a private descriptor; anything MuPDF prints to fd 1 lands on stderr instead.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    try:
+        _render(out, request)
+    except MemoryError:
+        os._exit(EXIT_OUT_OF_MEMORY)
+
+
+def _render(out: TextIO, request: dict[str, Any]) -> None:
+    # See pdf_extract_child: these optional imports cost 450 MB of address space and are never used here.
+    sys.modules["pymupdf4llm"] = None  # type: ignore[assignment]
+    sys.modules["pymupdf.layout"] = None  # type: ignore[assignment]
+    pymupdf: Any = importlib.import_module("pymupdf")
+
+    limit = int(request["memory_mb"]) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+    try:
+        doc = pymupdf.open(request["path"], filetype="pdf")
+        if doc.needs_pass:
+            _send(out, {"error": "password protected"})
+            return
+        number = int(request["page"])
+        if not 1 <= number <= doc.page_count:
+            _send(out, {"error": "no such page"})
+            return
+        page = doc.load_page(number - 1)
+        highlighted = 0
+        if request.get("highlight"):
+            rects = _passage_rects(pymupdf, page, request["highlight"])
+            for rect in rects:
+                # Drawn into the in-memory copy only; the stored file is never written.
+                page.draw_rect(rect, color=None, fill=_HIGHLIGHT_FILL, fill_opacity=_HIGHLIGHT_OPACITY,
+                               overlay=True)
+            highlighted = len(rects)
+        # Fit the laptop-screen width, but cap the longest side: a hostile page can declare a MediaBox of
+        # metres, and the pixmap would take gigabytes.
+        longest = max(page.rect.width, page.rect.height, 1.0)
+        zoom = min(float(request["width_px"]) / max(page.rect.width, 1.0),
+                   float(request["max_side_px"]) / longest)
+        pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
+        pixmap.save(request["out"], output="png")
+    except MemoryError:
+        raise
+    except Exception as exc:
+        if "alloc" in str(exc) and "failed" in str(exc):
+            raise MemoryError from exc
+        _send(out, {"error": f"{type(exc).__name__}: {exc}"[:300]})
+        return
+    _send(out, {"ok": True, "highlighted": highlighted})
+
+
+def _passage_rects(pymupdf: Any, page: Any, highlight: dict[str, Any]) -> list[Any]:
+    """One rectangle per text line the passage touches.
+
+    Characters are walked in the order get_text("text") emits them (chars of each line, then a newline), so
+    the chunk's character offsets, taken from that text at ingestion, point at the same characters here.
+    If the rebuilt text disagrees (a different MuPDF version extracted it), fall back to searching the
+    passage's lines on the page."""
+    start, end = int(highlight["start"]), int(highlight["end"])
+    chars: list[tuple[str, Any, int]] = []  # (character, bbox, line number)
+    line_no = 0
+    for block in page.get_text("rawdict")["blocks"]:
+        if block.get("type") != 0:
+            continue
+        for line in block["lines"]:
+            for span in line["spans"]:
+                for char in span["chars"]:
+                    chars.append((char["c"], char["bbox"], line_no))
+            chars.append(("\n", None, line_no))
+            line_no += 1
+    rebuilt = "".join(c for c, _, _ in chars)
+    passage = str(highlight.get("text", ""))
+    if rebuilt[start:end].split() == passage.split():
+        by_line: dict[int, Any] = {}
+        for _, bbox, number in chars[start:end]:
+            if bbox is None:
+                continue
+            rect = pymupdf.Rect(bbox)
+            if rect.is_empty:
+                continue
+            by_line[number] = by_line[number] | rect if number in by_line else rect
+        return list(by_line.values())
+    rects: list[Any] = []
+    for text_line in passage.splitlines():
+        needle = " ".join(text_line.split())
+        # Short lines ("1.", "(a)") match all over the page; only distinctive ones are worth searching.
+        if len(needle) >= 12:
+            rects.extend(page.search_for(needle))
+    return rects
+
+
+def _send(out: TextIO, message: dict[str, object]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    main()

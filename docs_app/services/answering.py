@@ -1,0 +1,259 @@
+"""Questions and answers: the web side asks (rows + enqueue), the answer worker answers (retrieve -> prompt ->
+stream -> cite -> save).
+
+Contract of `answer_generate`: it may run any number of times for one answer (acks_late redelivery after a
+worker died) and always ends with the answer DONE, ABSTAINED or FAILED. A run that finds the answer finished
+does nothing; a run that finds it half-streamed announces `restart` on the stream and starts over.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from docs_app import registry
+from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Question
+from docs_app.pipeline.prompt import PromptBudgetError, Source, citations_parse, prompt_build
+from docs_app.services.audit import Action, audit_record
+from docs_app.services.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve
+from docs_app.services.streams import redis_client, stream_exists, stream_publish
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.http import HttpRequest
+
+    from docs_app.adapters.llm import LanguageModel
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2000
+RETRIEVE_K = 8
+NEAREST_SHOWN = 3
+# Below this cosine similarity (all-MiniLM-L6-v2) between the question and its best passage, nothing the user
+# can read is about the question: abstain rather than let the model guess. Measured with bench/retrieval.py
+# and the abstention test: answerable CUAD/PubMedQA questions score 0.45-0.8 on their best passage,
+# questions about absent subjects 0.05-0.25.
+MIN_SIMILARITY = 0.30
+# Room for the chat template's turn tokens and tokenizer drift between count_tokens and the real prompt.
+PROMPT_MARGIN_TOKENS = 96
+TEMPERATURE = 0.1
+MODEL_STATUS_KEY = "docs:llm:status"
+MODEL_STATUS_TTL_S = 3600
+ABSTAIN_TEXT = (
+    "The documents you can access do not answer this question. The passages nearest to it are listed as "
+    "sources for reference; they are not evidence for an answer."
+)
+TERMINAL = frozenset({AnswerStatus.DONE, AnswerStatus.ABSTAINED, AnswerStatus.FAILED})
+
+
+# --- the web side -------------------------------------------------------------------------------------------
+
+def conversation_start(*, user: User, text: str, collection_ids: Sequence[int] | None,
+                       request: HttpRequest | None) -> Answer:
+    """A new conversation over the chosen collections (narrowed to what the user may read) and its first
+    question."""
+    allowed = allowed_collection_ids(user=user, collection_ids=collection_ids)
+    clean = _question_clean(text)
+    with transaction.atomic():
+        conversation = Conversation.objects.create(owner=user, title=" ".join(clean.split())[:300])
+        conversation.collections.set(allowed)
+        return question_ask(conversation=conversation, user=user, text=clean, request=request)
+
+
+def question_ask(*, conversation: Conversation, user: User, text: str,
+                 request: HttpRequest | None) -> Answer:
+    """Record the question with a pending answer and queue it for the answer worker once committed."""
+    from workers.tasks import answer_generate_task
+
+    if conversation.owner_id != user.pk:
+        raise PermissionDenied("Not your conversation")
+    clean = _question_clean(text)
+    with transaction.atomic():
+        question = Question.objects.create(conversation=conversation, asked_by=user, text=clean)
+        answer = Answer.objects.create(question=question)
+        answer_id = answer.pk
+        # After commit: the worker must never look for a row that is not there yet.
+        transaction.on_commit(lambda: answer_generate_task.delay(answer_id))
+    return answer
+
+
+def _question_clean(text: str) -> str:
+    clean = text.strip()
+    if not clean:
+        raise ValidationError("Please type a question.")
+    if len(clean) > MAX_QUESTION_CHARS:
+        raise ValidationError(f"Please keep the question under {MAX_QUESTION_CHARS} characters.")
+    return clean
+
+
+def viewer_url(*, document_id: int, page: int, chunk_id: int) -> str:
+    return f"{reverse('document', args=[document_id])}?page={page}&chunk={chunk_id}"
+
+
+# --- the worker side ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Shown:
+    number: int
+    hit: RetrievedChunk
+    nearest: bool  # shown for reference after abstaining, not as evidence
+
+    def stored(self) -> dict[str, Any]:
+        """What the Answer row keeps: ids and places, never the passage text (the Chunk row has it, and an
+        erased document must take its text with it)."""
+        hit = self.hit
+        return {"number": self.number, "chunk_id": hit.chunk_id, "document_id": hit.document_id,
+                "title": hit.title, "page": hit.page, "nearest": self.nearest,
+                "url": viewer_url(document_id=hit.document_id, page=hit.page, chunk_id=hit.chunk_id)}
+
+    def streamed(self) -> dict[str, Any]:
+        return {**self.stored(), "text": self.hit.text}
+
+
+def answer_generate(*, answer_id: int) -> None:
+    answer = Answer.objects.select_related("question__conversation", "question__asked_by").filter(
+        pk=answer_id).first()
+    if answer is None or answer.status in TERMINAL:
+        return  # deleted, or a redelivered message for finished work
+    if answer.status == AnswerStatus.STREAMING or stream_exists(answer_id=answer_id):
+        # A worker died mid-answer: readers drop what they have shown and follow the new run.
+        stream_publish(answer_id=answer_id, event="restart", data="")
+    Answer.objects.filter(pk=answer_id).update(status=AnswerStatus.STREAMING, text="", error="")
+    try:
+        _answer(answer)
+    except Exception as exc:  # any failure must end as a FAILED answer, never a stuck one
+        log.exception("answer %s failed", answer_id)
+        answer_fail(answer=answer, message=_readable(exc))
+
+
+def _answer(answer: Answer) -> None:
+    question = answer.question
+    user = question.asked_by
+    collection_ids = list(question.conversation.collections.values_list("id", flat=True))
+    hits = chunks_retrieve(user=user, query=question.text, collection_ids=collection_ids, k=RETRIEVE_K)
+    relevant = [hit for hit in hits if hit.similarity >= MIN_SIMILARITY]
+    if not relevant:
+        shown = [_Shown(n, hit, nearest=True) for n, hit in enumerate(hits[:NEAREST_SHOWN], start=1)]
+        _audit_ask(question=question, hits=hits, shown=shown)
+        _abstain(answer=answer, shown=shown)
+        return
+
+    model, loaded_at = _language_model()
+    _model_status_publish(model, loaded_at=loaded_at)
+    history = _history(question)
+    budget = model.context_tokens - settings.LLM_MAX_ANSWER_TOKENS - PROMPT_MARGIN_TOKENS
+    sources = [Source(number=n, title=hit.title, page=hit.page, text=hit.text)
+               for n, hit in enumerate(relevant, start=1)]
+    messages, used = prompt_build(question=question.text, sources=sources, history=history,
+                                  budget_tokens=budget, token_len=model.count_tokens)
+    shown = [_Shown(source.number, relevant[source.number - 1], nearest=False) for source in used]
+    _audit_ask(question=question, hits=hits, shown=shown)
+    stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.streamed() for s in shown]))
+
+    pieces: list[str] = []
+    tokens = model.stream_chat(messages, max_tokens=settings.LLM_MAX_ANSWER_TOKENS, temperature=TEMPERATURE)
+    try:
+        for piece in tokens:
+            pieces.append(piece)
+            stream_publish(answer_id=answer.pk, event="token", data=piece)
+    finally:
+        tokens.close()  # frees the model for the next answer even when we stop early
+    text = "".join(pieces).strip()
+    _finish(answer=answer, status=AnswerStatus.DONE, text=text, shown=shown,
+            model_name=str(model.describe().get("name", "")))
+
+
+def _abstain(*, answer: Answer, shown: list[_Shown]) -> None:
+    stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.streamed() for s in shown]))
+    stream_publish(answer_id=answer.pk, event="token", data=ABSTAIN_TEXT)
+    _finish(answer=answer, status=AnswerStatus.ABSTAINED, text=ABSTAIN_TEXT, shown=shown, model_name="")
+
+
+def _finish(*, answer: Answer, status: str, text: str, shown: list[_Shown], model_name: str) -> None:
+    by_number = {s.number: s for s in shown if not s.nearest}
+    _segments, cited = citations_parse(text, valid_numbers=by_number)
+    with transaction.atomic():
+        Citation.objects.filter(answer_id=answer.pk).delete()  # a replay writes them afresh
+        Citation.objects.bulk_create([
+            Citation(answer_id=answer.pk, number=n, chunk_id=by_number[n].hit.chunk_id,
+                     document_id=by_number[n].hit.document_id, page=by_number[n].hit.page)
+            for n in cited
+        ])
+        Answer.objects.filter(pk=answer.pk).update(
+            status=status, text=text, error="", sources=[s.stored() for s in shown],
+            model_name=model_name[:200], finished_at=timezone.now(),
+        )
+        question = answer.question
+        audit_record(action=Action.ANSWER, actor=question.asked_by, target_type="answer", target_id=answer.pk,
+                     outcome=str(status), details={"question_id": question.pk, "cited_chunks": [
+                         by_number[n].hit.chunk_id for n in cited]})
+    keys = ("number", "chunk_id", "document_id", "page", "url")
+    citations = [{key: by_number[n].stored()[key] for key in keys} for n in cited]
+    stream_publish(answer_id=answer.pk, event="done",
+                   data=json.dumps({"status": str(status), "text": text, "citations": citations}))
+
+
+def answer_fail(*, answer: Answer, message: str) -> None:
+    """FAILED with a message a person can read, on the stream too; never raises (it runs after a failure)."""
+    try:
+        with transaction.atomic():
+            Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.FAILED, error=message[:2000],
+                                                       finished_at=timezone.now())
+            audit_record(action=Action.ANSWER, actor=answer.question.asked_by, target_type="answer",
+                         target_id=answer.pk, outcome="failed", details={"question_id": answer.question_id,
+                                                                         "reason": message[:300]})
+    except Exception:  # the stream below still tells the reader
+        log.exception("could not record the failure of answer %s", answer.pk)
+    try:
+        stream_publish(answer_id=answer.pk, event="error", data=json.dumps({"message": message}))
+    except Exception:  # Redis down: the page shows the DB status on reload
+        log.exception("could not publish the failure of answer %s", answer.pk)
+
+
+def _readable(exc: BaseException) -> str:
+    if isinstance(exc, PromptBudgetError):
+        return "The question is too long for the model's context window. Please shorten it."
+    return (f"The answer could not be generated ({type(exc).__name__}). "
+            "Please try again or ask an administrator.")
+
+
+def _audit_ask(*, question: Question, hits: list[RetrievedChunk], shown: list[_Shown]) -> None:
+    # One ASK event per question, also when a redelivered task runs the retrieval again.
+    earlier = AuditEvent.objects.filter(action=Action.ASK, target_type="question", target_id=str(question.pk))
+    if earlier.exists():
+        return
+    audit_record(action=Action.ASK, actor=question.asked_by, target_type="question", target_id=question.pk,
+                 details={"conversation_id": question.conversation_id,
+                          "retrieved": [hit.chunk_id for hit in hits],
+                          "shown": [s.hit.chunk_id for s in shown]})
+
+
+def _history(question: Question) -> list[tuple[str, str]]:
+    earlier = (Question.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk,
+                                       answer__status=AnswerStatus.DONE)
+               .order_by("id").values_list("text", "answer__text"))
+    return [(q, a) for q, a in earlier]
+
+
+@functools.cache
+def _language_model() -> tuple[LanguageModel, str]:
+    """The process's model and when it was loaded (for the status page)."""
+    model = registry.language_model()
+    return model, timezone.now().isoformat()
+
+
+def _model_status_publish(model: LanguageModel, *, loaded_at: str) -> None:
+    status = {**model.describe(), "pid": os.getpid(), "loaded_at": loaded_at,
+              "refreshed_at": timezone.now().isoformat()}
+    redis_client().set(MODEL_STATUS_KEY, json.dumps(status), ex=MODEL_STATUS_TTL_S)

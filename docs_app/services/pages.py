@@ -1,0 +1,92 @@
+"""Page images for the viewer, rendered on the server with the cited passage highlighted.
+
+Rendering runs in a child process (`pipeline/pdf_render_child`) under the same address-space limit as text
+extraction and a wall-clock timeout, not in the web process. The file already passed sandboxed extraction,
+but rasterising decodes images, fonts and shadings that text extraction never touched: a decompression
+bomb or a MuPDF crash there must cost one child, not a web worker. Spawning costs about a third of a second,
+so renders are cached per document version under PAGE_CACHE_DIR/<document id>/, which erasure deletes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+
+from docs_app.models import Chunk, Document
+from docs_app.services.documents import document_file_path, page_cache_dir
+
+PAGE_WIDTH_PX = 1100  # fills the viewer column on a laptop screen, sharp enough to read small print
+PAGE_MAX_SIDE_PX = 2400
+RENDER_TIMEOUT_S = 20
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class PageRenderError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def page_render(*, document: Document, page: int, chunk: Chunk | None = None) -> Path:
+    """The PNG of one page, rendering it on first use. `chunk` must belong to `document` (the caller checks)
+    and is highlighted only when it lies on this page."""
+    if chunk is not None and (chunk.document_id != document.pk or chunk.page != page):
+        chunk = None
+    version_dir = page_cache_dir(document) / f"v{document.version}"
+    target = version_dir / (f"{page}-c{chunk.pk}.png" if chunk is not None else f"{page}.png")
+    if target.exists():
+        return target
+    version_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=version_dir, prefix=".render-", suffix=".png")
+    os.close(fd)
+    try:
+        _render_in_child(document=document, page=page, chunk=chunk, out=Path(tmp_name))
+        os.replace(tmp_name, target)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    if not Document.objects.filter(pk=document.pk).exists():
+        # Erased while we rendered: erasure already removed the cache directory, and this render must not
+        # leave a picture of the erased page behind.
+        shutil.rmtree(page_cache_dir(document), ignore_errors=True)
+        raise PageRenderError("the document was deleted")
+    return target
+
+
+def _render_in_child(*, document: Document, page: int, chunk: Chunk | None, out: Path) -> None:
+    highlight = {"start": chunk.char_start, "end": chunk.char_end, "text": chunk.text} if chunk else None
+    request = {
+        "path": str(document_file_path(document)),
+        "page": page,
+        "out": str(out),
+        "width_px": PAGE_WIDTH_PX,
+        "max_side_px": PAGE_MAX_SIDE_PX,
+        "memory_mb": settings.INGEST_EXTRACT_MEMORY_MB,
+        "highlight": highlight,
+    }
+    python_path = [str(_PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "docs_app.pipeline.pdf_render_child"],
+            input=json.dumps(request).encode(), capture_output=True, timeout=RENDER_TIMEOUT_S, env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise PageRenderError(f"rendering timed out after {RENDER_TIMEOUT_S} s") from None
+    reply: dict[str, object] = {}
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    if lines:
+        try:
+            reply = json.loads(lines[-1])
+        except ValueError:
+            reply = {}
+    if done.returncode != 0 or not reply.get("ok"):
+        reason = reply.get("error") or f"the renderer stopped (exit code {done.returncode})"
+        raise PageRenderError(str(reason))

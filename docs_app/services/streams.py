@@ -1,0 +1,62 @@
+"""One Redis Stream per answer carries its events from the answer worker to whichever web process relays them.
+
+A stream (not pub/sub) because the browser reconnects: every entry has an id, Server-Sent Events hand that id
+back as Last-Event-ID, and XREAD from it returns exactly what the client has not seen. The stream expires:
+the DB holds the finished answer, the stream only serves the minutes while it is being written.
+
+Events: `sources` (JSON list), `token` (text), `restart` (a redelivered task starts the answer over: clients
+drop what they have shown), `done` (JSON: status, text, citations), `error` (JSON: message).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import redis
+from django.conf import settings
+
+STREAM_TTL_S = 3600
+# An entry id as Redis writes it; anything else from a client is ignored rather than passed to Redis.
+_ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
+TERMINAL_EVENTS = frozenset({"done", "error"})
+
+
+@functools.cache
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+def stream_key(answer_id: int) -> str:
+    return f"docs:answer:{answer_id}"
+
+
+def stream_publish(*, answer_id: int, event: str, data: str) -> str:
+    """Append one event; returns its entry id. Every append renews the expiry."""
+    key = stream_key(answer_id)
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.xadd(key, {"event": event, "data": data})
+    pipe.expire(key, STREAM_TTL_S)
+    entry_id, _ = pipe.execute()
+    return str(entry_id)
+
+
+def stream_read(*, answer_id: int, after: str = "0-0", block_ms: int = 0,
+                count: int = 500) -> list[tuple[str, str, str]]:
+    """(entry id, event, data) entries after `after`, waiting up to block_ms for the first (0: no wait)."""
+    after = after if _ENTRY_ID.fullmatch(after) else "0-0"
+    found: Any = redis_client().xread({stream_key(answer_id): after}, count=count, block=block_ms or None)
+    entries: list[tuple[str, str, str]] = []
+    for _key, items in found or []:
+        for entry_id, fields in items:
+            entries.append((str(entry_id), str(fields.get("event", "")), str(fields.get("data", ""))))
+    return entries
+
+
+def stream_exists(*, answer_id: int) -> bool:
+    return bool(redis_client().exists(stream_key(answer_id)))
+
+
+def entry_id_valid(value: str) -> bool:
+    return bool(_ENTRY_ID.fullmatch(value))

@@ -1,0 +1,146 @@
+"""Bulk upload: many files in one request, and .zip archives of PDFs, each file with its own outcome.
+
+One bad file never blocks the rest: every file (and every archive member) ends as queued, duplicate or
+rejected with a reason. Archives are read in place, never extracted to disk: a member's name is only a label
+shown to the person, so a name like `../../etc/passwd` cannot reach the file system; such names are still
+rejected, because an archive that carries them was not made by a person zipping a folder of contracts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+from typing import IO, TYPE_CHECKING, cast
+
+from django.conf import settings
+
+from docs_app.models import Collection
+from docs_app.pipeline.pdf_extract import ExtractionError
+from docs_app.services.audit import Action, audit_record
+from docs_app.services.documents import UploadOutcome, document_upload
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.core.files.uploadedfile import UploadedFile
+    from django.http import HttpRequest
+
+    AnyUser = AbstractBaseUser | AnonymousUser
+
+# The errors zipfile raises while inflating a damaged member.
+_DAMAGED_MEMBER = (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError)
+
+
+def uploads_accept(
+    *,
+    collection: Collection,
+    files: Iterable[UploadedFile[bytes]],
+    uploaded_by: AnyUser | None,
+    request: HttpRequest | None = None,
+) -> list[UploadOutcome]:
+    """Store every file of one upload request; .zip files are expanded. The caller checked the role."""
+    outcomes: list[UploadOutcome] = []
+    limit = settings.UPLOAD_MAX_FILES
+    for index, upload in enumerate(files):
+        name = upload.name or "upload"
+        if index >= limit:
+            outcomes.append(_rejected(name, f"over the limit of {limit} files per upload; send the rest "
+                                            "separately or as a .zip", collection, uploaded_by, request))
+        elif name.lower().endswith(".zip"):
+            outcomes.extend(zip_upload(collection=collection, name=name, source=upload,
+                                       uploaded_by=uploaded_by, request=request))
+        else:
+            outcomes.append(document_upload(collection=collection, name=name, source=upload,
+                                            uploaded_by=uploaded_by, request=request))
+    return outcomes
+
+
+def zip_upload(
+    *,
+    collection: Collection,
+    name: str,
+    source: IO[bytes],
+    uploaded_by: AnyUser | None,
+    request: HttpRequest | None = None,
+) -> list[UploadOutcome]:
+    """Every PDF member of the archive as its own upload; other members are reported, not stored.
+
+    The member count and the declared uncompressed total are checked before anything is read. The declared
+    sizes cannot lie their way past the cap: zipfile stops inflating a member at its declared size (and then
+    fails its CRC check), and each member is also held to the per-file size cap by document_upload."""
+    archive = PurePosixPath(name.replace("\\", "/")).name
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError):
+        return [_rejected(archive, "not a valid .zip archive", collection, uploaded_by, request)]
+    with zf:
+        members = [info for info in zf.infolist()
+                   if not info.is_dir() and not _is_resource_fork(info.filename)]
+        if len(members) > settings.ZIP_MAX_MEMBERS:
+            reason = f"archive has too many files ({len(members)} > limit {settings.ZIP_MAX_MEMBERS})"
+            return [_rejected(archive, reason, collection, uploaded_by, request)]
+        declared_mb = sum(info.file_size for info in members) / (1024 * 1024)
+        if declared_mb > settings.ZIP_MAX_UNCOMPRESSED_MB:
+            reason = f"archive expands to {declared_mb:.0f} MB (limit {settings.ZIP_MAX_UNCOMPRESSED_MB} MB)"
+            return [_rejected(archive, reason, collection, uploaded_by, request)]
+        return [_member_upload(zf, info, archive=archive, collection=collection, uploaded_by=uploaded_by,
+                               request=request) for info in members]
+
+
+def _member_upload(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, archive: str, collection: Collection,
+                   uploaded_by: AnyUser | None, request: HttpRequest | None) -> UploadOutcome:
+    label = f"{archive}/{info.filename}"
+    reason = _member_problem(info)
+    if reason:
+        return _rejected(label, reason, collection, uploaded_by, request)
+    try:
+        with zf.open(info) as member:
+            outcome = document_upload(collection=collection, name=info.filename,
+                                      source=cast(IO[bytes], _MemberReader(member)),
+                                      uploaded_by=uploaded_by, request=request)
+    except _DAMAGED_MEMBER:
+        return _rejected(label, "damaged inside the archive", collection, uploaded_by, request)
+    return dataclasses.replace(outcome, name=label)
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str:
+    path = info.filename.replace("\\", "/")
+    parts = PurePosixPath(path).parts
+    if path.startswith("/") or ".." in parts or (len(path) > 1 and path[1] == ":"):
+        return "unsafe path in the archive (absolute or leading outside it)"
+    if info.flag_bits & 0x1:
+        return "encrypted inside the archive"
+    if not path.lower().endswith(".pdf"):
+        suffix = PurePosixPath(path).suffix
+        return f"not a PDF ({suffix} file)" if suffix else "not a PDF"
+    return ""
+
+
+def _is_resource_fork(filename: str) -> bool:
+    # macOS adds an AppleDouble twin (__MACOSX/..., ._name) of every zipped file: noise, not a document.
+    path = PurePosixPath(filename.replace("\\", "/"))
+    return path.parts[:1] == ("__MACOSX",) or path.name.startswith("._")
+
+
+class _MemberReader:
+    """Turns inflate errors into an ExtractionError, which document_upload reports as a rejection."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except _DAMAGED_MEMBER as exc:
+            raise ExtractionError("damaged inside the archive") from exc
+
+
+def _rejected(name: str, reason: str, collection: Collection, actor: AnyUser | None,
+              request: HttpRequest | None) -> UploadOutcome:
+    # Audited like document_upload's own rejections, so the log shows every file someone tried to add.
+    audit_record(action=Action.UPLOAD, actor=actor, request=request, target_type="file",
+                 collection_id=collection.pk, outcome="rejected",
+                 details={"name": name[:300], "reason": reason})
+    return UploadOutcome(name, "rejected", reason)

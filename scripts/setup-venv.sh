@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the app with its test tools. torch is installed first and pinned: this machine
+# carries the CPU build on disk, and an unpinned torch would pull a multi-GB CUDA build. llama-cpp-python
+# compiles from source the first time (about 4 minutes on 2 cores); pip caches the wheel afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-}"
+if [[ -z "$PY" ]]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY="$candidate"; break
+    fi
+  done
+fi
+[[ -n "$PY" ]] || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip wheel
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet ".[dev]"
+echo "virtualenv ready: .venv"

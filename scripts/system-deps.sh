@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# System packages the app needs: a Redis server (always) and, with --browser, Debian's Chromium and
+# ChromeDriver for the browser tests. Installed with apt-get when missing and we are root; otherwise we say
+# exactly what to install.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+if [[ "${1:-}" == "--browser" ]]; then
+  [[ -x /usr/bin/chromium ]] || need+=(chromium)
+  [[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)
+fi
+[[ ${#need[@]} -eq 0 ]] && exit 0
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  echo "installing ${need[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+else
+  echo "missing system packages: ${need[*]} — install them (e.g. sudo apt-get install ${need[*]}) and rerun" >&2
+  exit 1
+fi
