@@ -169,7 +169,8 @@ def system_status_get() -> SystemStatus:
     """Probes with short timeouts, each on its own: one dead service must not hide the state of the others."""
     status = SystemStatus()
     _probe_redis(status)
-    status.workers = _workers_alive()
+    # Workers answer through the broker: with Redis down a ping could only wait for nothing.
+    status.workers = _workers_alive() if status.redis_ok else []
     status.chroma_ok, status.chroma_error = _chroma_heartbeat()
     status.documents_by_status = _counts_by_status(Document.objects.all())
     data_dir = Path(settings.DATA_DIR)

@@ -64,9 +64,7 @@ GGUF_TEMPLATE = "gguf-chat-template"
 class LlamaCppModel:
     """LanguageModel over llama-cpp-python; the chat template comes from the GGUF when it has one."""
 
-    def __init__(
-        self, *, model_path: Path, context_tokens: int, threads: int, gpu_layers: int, seed: int = 0
-    ) -> None:
+    def __init__(self, *, model_path: Path, context_tokens: int, threads: int, gpu_layers: int, seed: int = 0) -> None:
         from llama_cpp import Llama
 
         self._path = model_path
@@ -87,18 +85,23 @@ class LlamaCppModel:
         # With a template in the GGUF, create_chat_completion renders it (chat_format=None lets
         # llama-cpp-python pick "chat_template.default" from the metadata). Without one it would
         # fall back to the llama-2 format, which is wrong for Gemma, so the turns are built here.
-        self._chat_format = (
-            GGUF_TEMPLATE if "tokenizer.chat_template" in self._llama.metadata else GEMMA_TURNS
-        )
+        self._chat_format = GGUF_TEMPLATE if "tokenizer.chat_template" in self._llama.metadata else GEMMA_TURNS
         self._sha256: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> LlamaCppModel:
         """The operator's GGUF when LLM_MODEL_PATH is set, else the stand-in (assembled on first use)."""
-        path = (Path(settings.LLM_MODEL_PATH) if settings.LLM_MODEL_PATH
-                else gguf_standin_ensure(target=Path(settings.LLM_STANDIN_PATH)))
-        return cls(model_path=path, context_tokens=settings.LLM_CONTEXT_TOKENS, threads=settings.LLM_THREADS,
-                   gpu_layers=settings.LLM_GPU_LAYERS)
+        path = (
+            Path(settings.LLM_MODEL_PATH)
+            if settings.LLM_MODEL_PATH
+            else gguf_standin_ensure(target=Path(settings.LLM_STANDIN_PATH))
+        )
+        return cls(
+            model_path=path,
+            context_tokens=settings.LLM_CONTEXT_TOKENS,
+            threads=settings.LLM_THREADS,
+            gpu_layers=settings.LLM_GPU_LAYERS,
+        )
 
     @property
     def context_tokens(self) -> int:

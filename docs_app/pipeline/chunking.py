@@ -20,6 +20,8 @@ from docs_app.pipeline.pdf_extract import ExtractedPage
 
 @dataclass(frozen=True)
 class ChunkSpan:
+    """A passage to embed and cite: an exact character range of one page."""
+
     ordinal: int  # 0-based across the document
     page: int  # 1-based; a chunk never crosses a page boundary
     char_start: int  # offsets into that page's text
@@ -73,7 +75,9 @@ def chunk_pages(
         for start, end in _pack(units, max_tokens=max_tokens, overlap_tokens=overlap_tokens):
             text = page.text[start:end]
             if _ENOUGH_WORD_CHARS.search(text):
-                chunks.append(ChunkSpan(len(chunks), page.number, start, end, text))
+                chunks.append(
+                    ChunkSpan(ordinal=len(chunks), page=page.number, char_start=start, char_end=end, text=text)
+                )
     return chunks
 
 
@@ -207,16 +211,19 @@ def _pack(units: list[_Unit], *, max_tokens: int, overlap_tokens: int) -> list[t
 
 
 def _overlap(units: list[_Unit], *, budget: int, wanted: int) -> list[_Unit]:
-    """Trailing whole units of a finished chunk to repeat: about `wanted` tokens, never over budget.
+    """The trailing whole units of a finished chunk to repeat: nearest to `wanted` tokens, within budget.
 
-    Legal sentences are often longer than `wanted`, so one that overshoots it is still taken if it
-    fits the budget; the first unit is never taken, so a chunk never repeats the whole previous one.
+    Nearest rather than at most: legal sentences are often longer than `wanted`, and repeating one
+    of them beats repeating nothing. The first unit is never repeated, so no chunk contains the
+    whole previous one.
     """
-    carried: list[_Unit] = []
-    total = 0
-    for unit in reversed(units[1:]):
-        if total >= wanted or total + unit.tokens > budget:
-            break
-        carried.insert(0, unit)
+    best, best_total, total = 0, 0, 0
+    for count, unit in enumerate(reversed(units[1:]), start=1):
         total += unit.tokens
-    return carried
+        if total > budget:
+            break
+        if abs(total - wanted) < abs(best_total - wanted):
+            best, best_total = count, total
+        if total >= wanted:
+            break
+    return units[len(units) - best :] if best else []

@@ -150,14 +150,14 @@ def _run_child(
 
     The child's process group is killed on timeout and whenever on_message raises (fail fast).
     """
-    python_path = [str(_PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    python_path = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     deadline = time.monotonic() + timeout_s
     child = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(python_path)),
+        env=dict(os.environ, PYTHONPATH=python_path),
         start_new_session=True,  # its own process group, so one kill reaches anything it started
     )
     assert child.stdout is not None and child.stderr is not None

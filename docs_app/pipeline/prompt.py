@@ -82,11 +82,14 @@ def prompt_build(
     Fitting, in this order, until the prompt fits:
     1. drop history pairs, oldest first;
     2. drop sources from the end (lowest ranked), keeping at least one;
-    3. cut the last kept source at a word boundary (its returned text is the cut text).
+    3. if the one source left is still too long, cut it at a word boundary (the returned source
+       carries the cut text, marked with TRUNCATION_MARK).
     History goes first because the sources are the evidence: without them the answer can only
     abstain, while a follow-up that loses its context still gets a grounded answer from the
-    retrieval run on it. Dropping from the end keeps the numbers 1..k contiguous, so the returned
-    sources keep the numbers the model saw.
+    retrieval run on it. Sources are dropped whole rather than cut to fill the budget: a clause cut
+    before its "unless" can say the opposite of the document, so a cut passage is the last resort.
+    Dropping from the end keeps the numbers 1..k contiguous, so the returned sources keep the
+    numbers the model saw.
 
     Returns the messages and the sources actually included. Raises PromptBudgetError when even the
     rules, the question and one word of the top source do not fit.
@@ -105,13 +108,10 @@ def prompt_build(
     if cost(kept_history, kept_sources) > budget_tokens:
         if not kept_sources:
             raise PromptBudgetError("the question alone exceeds the prompt budget")
-        last = kept_sources[-1]
-        cut = _source_cut_to_fit(
-            last, fits=lambda s: cost(kept_history, [*kept_sources[:-1], s]) <= budget_tokens
-        )
+        cut = _source_cut_to_fit(kept_sources[0], fits=lambda s: cost([], [s]) <= budget_tokens)
         if cut is None:
             raise PromptBudgetError("the question leaves no room for any source text")
-        kept_sources[-1] = cut
+        kept_sources = [cut]
 
     return _messages(question, kept_sources, kept_history), kept_sources
 
@@ -135,9 +135,7 @@ def _source_cut_to_fit(source: Source, *, fits: Callable[[Source], bool]) -> Sou
     return best
 
 
-def _messages(
-    question: str, sources: Sequence[Source], history: Sequence[tuple[str, str]]
-) -> list[ChatMessage]:
+def _messages(question: str, sources: Sequence[Source], history: Sequence[tuple[str, str]]) -> list[ChatMessage]:
     messages = [ChatMessage(role="system", content=SYSTEM_RULES)]
     for past_question, past_answer in history:
         messages.append(ChatMessage(role="user", content=past_question))

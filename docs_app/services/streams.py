@@ -23,9 +23,15 @@ _ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
 TERMINAL_EVENTS = frozenset({"done", "error"})
 
 
+# Longer than any blocking read here (the SSE relay blocks 15 s between keep-alives); redis-py's default of 5 s
+# would cut a blocking XREAD short, while a dead server still shows within a minute.
+SOCKET_TIMEOUT_S = 60
+
+
 @functools.cache
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S,
+                                socket_connect_timeout=5)
 
 
 def stream_key(answer_id: int) -> str:

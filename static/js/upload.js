@@ -11,6 +11,7 @@
   var token = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   var ACCEPTED = /\.(pdf|zip)$/i;
   var PARALLEL = 2;
+  var LABELS = { queued: "Uploaded", duplicate: "Duplicate", rejected: "Rejected", error: "Not uploaded" };
   var queue = [];
   var running = 0;
 
@@ -24,7 +25,7 @@
   function newItem(name) {
     var li = el("li", "upload-item");
     var state = el("span", "item-state");
-    state.append(el("span", "outcome", "waiting"));
+    state.append(el("span", "outcome", "Waiting"));
     li.append(el("span", "name", name), state, el("span", "detail"));
     list.append(li);
     return li;
@@ -35,7 +36,7 @@
     li.querySelector(".name").textContent = outcome.name;
     var state = li.querySelector(".item-state");
     state.textContent = "";
-    state.append(el("span", "outcome", outcome.status));
+    state.append(el("span", "outcome", LABELS[outcome.status] || outcome.status));
     var detail = li.querySelector(".detail");
     detail.textContent = outcome.reason || "";
     if (outcome.status === "queued" && outcome.document_id) {
@@ -78,7 +79,7 @@
     bar.max = 100;
     bar.value = 0;
     bar.setAttribute("aria-label", "Upload of " + job.file.name);
-    state.append(el("span", "outcome", "uploading"), " ", bar);
+    state.append(el("span", "outcome", "Uploading"), " ", bar);
     var body = new FormData();
     body.append("csrfmiddlewaretoken", token);
     body.append("files", job.file, job.file.name);

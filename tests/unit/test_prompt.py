@@ -32,9 +32,7 @@ def make_sources(count: int, *, length: int = 20) -> list[Source]:
 
 def test_prompt_wraps_each_source_in_numbered_delimiters() -> None:
     sources = [Source(number=1, title="Lease", page=3, text="Rent is due monthly.")]
-    messages, used = prompt_build(
-        question="When is rent due?", sources=sources, budget_tokens=1000, token_len=words
-    )
+    messages, used = prompt_build(question="When is rent due?", sources=sources, budget_tokens=1000, token_len=words)
     assert [m.role for m in messages] == ["system", "user"]
     user = messages[-1].content
     assert '<source id="1" title="Lease" page="3">\nRent is due monthly.\n</source>' in user
@@ -94,9 +92,7 @@ def test_budget_is_respected(room: int) -> None:
 def test_history_is_trimmed_oldest_first_before_any_source_is_dropped() -> None:
     sources = make_sources(3)
     history = [("first q", "first a"), ("second q", "second a")]
-    full, _ = prompt_build(
-        question="q", sources=sources, history=history, budget_tokens=10_000, token_len=words
-    )
+    full, _ = prompt_build(question="q", sources=sources, history=history, budget_tokens=10_000, token_len=words)
     messages, used = prompt_build(
         question="q", sources=sources, history=history, budget_tokens=total(full) - 1, token_len=words
     )
@@ -121,6 +117,13 @@ def test_sources_are_dropped_from_the_end_keeping_numbers_contiguous() -> None:
     assert 'id="4"' not in messages[-1].content
 
 
+def test_spare_budget_is_not_filled_with_a_cut_passage() -> None:
+    sources = make_sources(5)
+    three, _ = prompt_build(question="q", sources=sources[:3], budget_tokens=10_000, token_len=words)
+    _, used = prompt_build(question="q", sources=sources, budget_tokens=total(three) + 10, token_len=words)
+    assert used == sources[:3]
+
+
 def test_last_kept_source_is_cut_at_a_word_boundary() -> None:
     source = Source(number=1, title="T", page=1, text="alpha beta\ngamma delta epsilon zeta")
     full, _ = prompt_build(question="q", sources=[source], budget_tokens=10_000, token_len=words)
@@ -132,9 +135,7 @@ def test_last_kept_source_is_cut_at_a_word_boundary() -> None:
 
 
 def test_at_least_one_source_is_kept() -> None:
-    messages, used = prompt_build(
-        question="q", sources=make_sources(3, length=500), budget_tokens=120, token_len=words
-    )
+    messages, used = prompt_build(question="q", sources=make_sources(3, length=500), budget_tokens=120, token_len=words)
     assert [s.number for s in used] == [1]
     assert used[0].text.endswith(TRUNCATION_MARK)
     assert total(messages) <= 120

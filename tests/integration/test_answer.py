@@ -1,0 +1,236 @@
+"""Asking through the real stack: Django test client (web) -> Redis -> the suite's Celery worker (MiniLM, Chroma
+server, the stand-in Gemma GGUF via llama-cpp-python) -> Redis Stream -> the SSE endpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pymupdf
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from docs_app.models import (
+    Answer,
+    AnswerStatus,
+    AuditEvent,
+    Chunk,
+    Citation,
+    Collection,
+    Document,
+    DocumentStatus,
+    Grant,
+    Role,
+)
+from docs_app.pipeline.prompt import citations_parse
+from docs_app.services.answering import MODEL_STATUS_KEY
+from docs_app.services.audit import Action
+from docs_app.services.documents import document_upload
+from docs_app.services.retrieval import chunks_retrieve
+from docs_app.services.streams import redis_client
+from tests.conftest import CUAD_DIR, wait_until
+from workers.tasks import answer_generate_task
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+CONTRACT = CUAD_DIR / "ACCELERATEDTECHNOLOGIESHOLDINGCORP_04_24_2003-EX-10.13-JOINT VENTURE AGREEMENT.PDF"
+ON_TOPIC = "How long is the term of the MightyCell joint venture, and when does it commence?"
+ABSENT = "What dose of amoxicillin is recommended for a child with acute otitis media?"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    event: str
+    data: str
+
+
+def _user(name: str) -> Any:
+    return get_user_model().objects.create_user(username=name, password="x" * 16)
+
+
+def _ingested(collection: Collection) -> Document:
+    with CONTRACT.open("rb") as source:
+        outcome = document_upload(collection=collection, name=CONTRACT.name, source=source, uploaded_by=None)
+    document_id = outcome.document_id
+    assert document_id is not None
+    wait_until(lambda: Document.objects.get(pk=document_id).is_terminal, timeout_s=300,
+               what="the contract to be ingested")
+    document = Document.objects.get(pk=document_id)
+    assert document.status == DocumentStatus.READY, document.error
+    return document
+
+
+def _ask(client: Client, question: str) -> dict[str, Any]:
+    response = client.post(reverse("ask"), {"question": question}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 201, response.content
+    return dict(response.json())
+
+
+def _events(client: Client, url: str, last_event_id: str = "") -> list[Event]:
+    headers = {"HTTP_LAST_EVENT_ID": last_event_id} if last_event_id else {}
+    response = client.get(url, **headers)  # type: ignore[arg-type]
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    body = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
+    events = []
+    for block in body.split("\n\n"):
+        fields: dict[str, list[str]] = {}
+        for line in block.split("\n"):
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields.setdefault(name, []).append(value)
+        if "event" in fields:
+            events.append(Event(fields.get("id", [""])[0], fields["event"][0], "\n".join(fields.get("data", []))))
+    return events
+
+
+def test_question_streams_tokens_and_sources_and_stores_valid_citations(services: None) -> None:
+    user = _user("alice")
+    collection = Collection.objects.create(name="Matter MightyCell")
+    Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
+    document = _ingested(collection)
+    client = Client()
+    client.force_login(user)
+
+    asked = _ask(client, ON_TOPIC)
+    events = _events(client, asked["stream_url"])
+
+    kinds = [e.event for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done"
+    assert "token" in kinds
+    sources = json.loads(events[0].data)
+    assert sources
+    with pymupdf.open(CONTRACT) as pdf:
+        page_texts = [page.get_text() for page in pdf]
+    for source in sources:
+        chunk = Chunk.objects.get(pk=source["chunk_id"])
+        assert source["document_id"] == document.pk == chunk.document_id
+        assert source["page"] == chunk.page and 1 <= chunk.page <= len(page_texts)
+        # The passage really is on that page of the PDF.
+        assert " ".join(source["text"].split()) in " ".join(page_texts[chunk.page - 1].split())
+        assert source["url"] == f"/documents/{document.pk}/?page={chunk.page}&chunk={chunk.pk}"
+    # The term clause (page 2) is among the evidence.
+    assert any("February 28, 2004" in " ".join(s["text"].split()) for s in sources)
+
+    streamed = "".join(e.data for e in events if e.event == "token").strip()
+    done = json.loads(events[-1].data)
+    answer = Answer.objects.get(pk=asked["answer_id"])
+    assert answer.status == AnswerStatus.DONE == done["status"]
+    assert answer.text == done["text"] == streamed
+    assert answer.model_name
+    # Citations: exactly the answer's valid markers (the stand-in base model may write none, some, or junk).
+    _segments, cited = citations_parse(answer.text, valid_numbers={s["number"] for s in sources})
+    stored = {c.number: c for c in Citation.objects.filter(answer=answer)}
+    assert sorted(stored) == cited == [c["number"] for c in done["citations"]]
+    by_number = {s["number"]: s for s in sources}
+    for number, citation in stored.items():
+        assert (citation.chunk_id, citation.page) == (by_number[number]["chunk_id"], by_number[number]["page"])
+    # The stored sources carry ids and places, not the passage text.
+    assert answer.sources and all("text" not in s for s in answer.sources)
+
+    ask_event = AuditEvent.objects.get(action=Action.ASK, actor=user)
+    assert set(ask_event.details["shown"]) == {s["chunk_id"] for s in sources}
+    assert set(ask_event.details["shown"]) <= set(ask_event.details["retrieved"])
+    assert AuditEvent.objects.get(action=Action.ANSWER, target_id=str(answer.pk)).outcome == "done"
+    status = json.loads(redis_client().get(MODEL_STATUS_KEY) or "{}")
+    assert status["pid"] > 0 and status["loaded_at"] and status["sha256"]
+
+    # Resume: from a mid-stream id, exactly the remaining events come back, with the same ids.
+    middle = len(events) // 2
+    resumed = _events(client, asked["stream_url"], last_event_id=events[middle].id)
+    assert resumed == events[middle + 1:]
+
+    # Redelivery of a task whose worker died mid-answer: the stream announces a restart, the answer is
+    # written again from scratch, and the question is audited once.
+    Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.STREAMING)
+    answer_generate_task.delay(answer.pk)
+    wait_until(lambda: Answer.objects.get(pk=answer.pk).status == AnswerStatus.DONE, timeout_s=300,
+               what="the redelivered answer")
+    again = _events(client, asked["stream_url"], last_event_id=events[-1].id)
+    assert again[0].event == "restart" and again[1].event == "sources" and again[-1].event == "done"
+    assert [e.event for e in again].count("restart") == 1
+    assert AuditEvent.objects.filter(action=Action.ASK, actor=user).count() == 1
+    answer.refresh_from_db()
+    _segments, cited = citations_parse(answer.text, valid_numbers={s["number"] for s in sources})
+    assert sorted(Citation.objects.filter(answer=answer).values_list("number", flat=True)) == cited
+
+    # Rendered from the DB without JavaScript: status, text and only valid citation links.
+    page = client.get(asked["conversation_url"]).content.decode()
+    assert f'data-answer-id="{answer.pk}"' in page
+    assert '<span class="answer-status">done</span>' in page
+    assert page.count('class="citation"') == sum(len(s.source_numbers) for s in _segments)
+
+
+def test_question_nothing_answers_abstains_and_shows_nearest_passages(services: None) -> None:
+    user = _user("bob")
+    collection = Collection.objects.create(name="Matter contracts only")
+    Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
+    _ingested(collection)
+    client = Client()
+    client.force_login(user)
+
+    asked = _ask(client, ABSENT)
+    events = _events(client, asked["stream_url"])
+    assert [e.event for e in events] == ["sources", "token", "done"]
+    nearest = json.loads(events[0].data)
+    assert nearest and all(s["nearest"] for s in nearest)
+    answer = Answer.objects.get(pk=asked["answer_id"])
+    assert answer.status == AnswerStatus.ABSTAINED == json.loads(events[-1].data)["status"]
+    assert "do not answer" in answer.text
+    assert not Citation.objects.filter(answer=answer).exists()
+    assert AuditEvent.objects.get(action=Action.ANSWER, target_id=str(answer.pk)).outcome == "abstained"
+    page = client.get(asked["conversation_url"]).content.decode()
+    assert 'class="abstained"' in page and '<span class="answer-status">abstained</span>' in page
+
+    # Someone who can read nothing at all gets the same plain abstention, and no passage.
+    loner = Client()
+    loner.force_login(_user("carol"))
+    asked = _ask(loner, ON_TOPIC)
+    events = _events(loner, asked["stream_url"])
+    assert json.loads(events[0].data) == []
+    assert Answer.objects.get(pk=asked["answer_id"]).status == AnswerStatus.ABSTAINED
+
+
+def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(services: None) -> None:
+    owner = _user("dana")
+    outsider = _user("erin")
+    walled = _user("frank")
+    secret = Collection.objects.create(name="Matter secret")
+    own = Collection.objects.create(name="Matter of the outsider")
+    Grant.objects.create(collection=secret, user=owner, role=Role.VIEWER)
+    Grant.objects.create(collection=own, user=outsider, role=Role.MANAGER)
+    Grant.objects.create(collection=secret, user=walled, role=Role.VIEWER)
+    document = _ingested(secret)
+    owner_client = Client()
+    owner_client.force_login(owner)
+    asked = _ask(owner_client, ON_TOPIC)
+
+    intruder = Client()
+    intruder.force_login(outsider)
+    assert intruder.get(asked["conversation_url"]).status_code == 404
+    assert intruder.get(asked["stream_url"]).status_code == 404
+    assert intruder.post(reverse("question_create", args=[Answer.objects.get(pk=asked["answer_id"])
+                                                          .question.conversation_id]),
+                         {"question": "and?"}).status_code == 404
+
+    # Retrieval: asking for the secret collection by id is a wish, not a grant.
+    assert chunks_retrieve(user=outsider, query=ON_TOPIC) == []
+    assert chunks_retrieve(user=outsider, query=ON_TOPIC, collection_ids=[secret.pk]) == []
+    assert chunks_retrieve(user=owner, query=ON_TOPIC)[0].document_id == document.pk
+    # An ethical wall beats the viewer grant the moment it exists.
+    assert chunks_retrieve(user=walled, query=ON_TOPIC)
+    Grant.objects.filter(collection=secret, user=walled).update(role=Role.DENY)
+    assert chunks_retrieve(user=walled, query=ON_TOPIC) == []
+
+    # The owner's stream still ends normally; revoke the grant and the sources are no longer relayed.
+    wait_until(lambda: Answer.objects.get(pk=asked["answer_id"]).status in {AnswerStatus.DONE,
+                                                                             AnswerStatus.ABSTAINED},
+               timeout_s=300, what="the answer")
+    Grant.objects.filter(collection=secret, user=owner).delete()
+    events = _events(owner_client, asked["stream_url"])
+    assert json.loads(events[0].data) == []
+    assert json.loads(events[-1].data)["citations"] == []

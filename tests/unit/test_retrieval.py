@@ -1,0 +1,102 @@
+"""Pure pieces of retrieval and answer rendering: keyword query building (against a real SQLite FTS5 table),
+query splitting, reciprocal-rank fusion, and which citation markers become links."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from docs_app.models import Answer, AnswerStatus
+from docs_app.services.retrieval import fts5_query, keyword_terms, query_parts, rrf_fuse
+from docs_app.views.ask import _rendered
+
+HOSTILE_QUERIES = [
+    'what about "unbalanced quotes',
+    "NEAR(a b) AND OR NOT *",
+    "col:value ^start -minus +plus",
+    "(((((",
+    "a*b* \"\" '' ; DROP TABLE docs_app_chunk; --",
+    "\x00\x01 null bytes",
+    "émigré ÜBER naïve 東京 contract",
+    "{curly} [square] <angle>",
+]
+
+
+@pytest.fixture
+def fts() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(text, tokenize='porter unicode61 remove_diacritics 2')")
+    conn.executemany("INSERT INTO t(text) VALUES (?)", [
+        ("The governing law of this Agreement is the law of the State of Delaware.",),
+        ("Either party may terminate this agreement upon thirty days written notice.",),
+        ("Émigré contracts signed in 東京 are unusual.",),
+    ])
+    return conn
+
+
+@pytest.mark.parametrize("text", HOSTILE_QUERIES)
+def test_fts5_query_never_raises_whatever_the_user_types(fts: sqlite3.Connection, text: str) -> None:
+    match = fts5_query(text)
+    if match:
+        fts.execute("SELECT rowid FROM t WHERE t MATCH ? ORDER BY bm25(t)", [match]).fetchall()
+
+
+def test_fts5_query_ors_content_words_and_ranks_the_matching_passage_first(fts: sqlite3.Connection) -> None:
+    match = fts5_query("Which law governs the agreement?")
+    assert match == '"law" OR "governs" OR "agreement"'
+    rows = fts.execute("SELECT rowid FROM t WHERE t MATCH ? ORDER BY bm25(t)", [match]).fetchall()
+    # OR semantics: the termination clause matches "agreement" too, but ranks below the law clause.
+    assert [r[0] for r in rows] == [1, 2]
+
+
+def test_fts5_query_matches_accented_and_cjk_terms(fts: sqlite3.Connection) -> None:
+    rows = fts.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts5_query("emigre 東京")]).fetchall()
+    assert rows == [(3,)]
+
+
+def test_keyword_terms_drop_stop_words_and_repeats() -> None:
+    assert keyword_terms("What is the term of the term sheet, and who signs it?") == ["term", "sheet", "signs"]
+    assert keyword_terms("the of and") == []
+    assert fts5_query("?!") == ""
+
+
+def test_query_parts_split_a_named_document_from_its_question() -> None:
+    question = "Consider the Supply Agreement between Acme and Widget Co; Is there a cap on liability?"
+    assert query_parts(question) == ["Consider the Supply Agreement between Acme and Widget Co",
+                                     "Is there a cap on liability?"]
+    assert query_parts("One question only?") == []
+    assert query_parts("A question; ;") == []
+
+
+def test_rrf_fuse_rewards_agreement_between_rankings() -> None:
+    scores = rrf_fuse([(1.0, [1, 2, 3]), (1.0, [3, 1, 4])], k=60)
+    assert max(scores, key=scores.__getitem__) == 1
+    assert scores[3] > scores[2]
+    assert scores[4] == pytest.approx(1 / 63)
+    weighted = rrf_fuse([(2.0, [7])], k=0)
+    assert weighted == {7: 2.0}
+
+
+def _answer(text: str, numbers: list[int], *, nearest: bool = False) -> Answer:
+    sources = [{"number": n, "chunk_id": 100 + n, "document_id": 10 + n, "title": "T", "page": n,
+                "url": f"/documents/{10 + n}/?page={n}&chunk={100 + n}", "nearest": nearest} for n in numbers]
+    return Answer(status=AnswerStatus.DONE, text=text, sources=sources)
+
+
+def test_only_valid_markers_of_readable_sources_become_links() -> None:
+    answer = _answer("Delaware law [1]. Notice is 30 days [2][9]. See [3].", [1, 2, 3])
+    rendered = _rendered(answer, readable={11, 12})  # document 13 (source 3) is no longer readable
+    links = [(n, url) for _text, found in rendered.segments for n, url in found]
+    assert links == [(1, "/documents/11/?page=1&chunk=101"), (2, "/documents/12/?page=2&chunk=102")]
+    text = "".join(t for t, _ in rendered.segments)
+    # [9] cites an invented source, [3] one the reader lost: both stay plain text.
+    assert "[9]" in text and "See [3]." in text
+    assert [s["number"] for s in rendered.sources] == [1, 2]
+    assert rendered.hidden_sources == 1
+
+
+def test_nearest_passages_of_an_abstention_are_never_citations() -> None:
+    rendered = _rendered(_answer("Nothing answers this [1].", [1], nearest=True), readable={11})
+    assert all(not links for _text, links in rendered.segments)
+    assert len(rendered.sources) == 1
