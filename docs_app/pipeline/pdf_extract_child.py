@@ -73,6 +73,10 @@ def _extract(out: TextIO, path: str, *, max_pages: int, memory_limit_mb: int) ->
     if page_count is None:
         _send(out, {"error": "password"})
         return
+    if page_count == 0 and doc.is_repaired:
+        # Truncated or broken rather than an empty document: the user can fix that at the source.
+        _send(out, {"error": "damaged", "detail": "no pages could be recovered"})
+        return
     _send(out, {"pages": page_count})
     if page_count > max_pages:
         return

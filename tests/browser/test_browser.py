@@ -118,6 +118,9 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     status = (answer.locator(".answer-status").text_content() or "").strip()
     assert status == "done", answer.inner_text()
     assert answer.locator(".answer-text").inner_text().strip()
+    # The text came through the answer stream (Server-Sent Events), not only from a later page render.
+    answer_id = answer.get_attribute("data-answer-id")
+    assert any(f"/answers/{answer_id}/stream/" in url for url in browser.requests)
     assert answer.locator(".sources .source").count() >= 1
     Browser.screenshot(page, "05-answer")
     # A citation marker links to the viewer when the model wrote a valid [n]; the small stand-in model often
@@ -139,9 +142,14 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     assert page.get_by_role("link", name="Download PDF").count() == 1  # a contributor may take a copy
     Browser.screenshot(page, "06-viewer")
 
-    # --- The auditor finds every step in the log. ------------------------------------------------------
+    # --- An administrator (and auditor) checks the system, then finds every step in the log. ----------
     audit_page = browser.person()
     _log_in(audit_page, base, "auditor")
+    audit_page.goto(f"{base}/status/")
+    assert audit_page.locator("#redis-status").inner_text().startswith("reachable")
+    assert audit_page.locator("#chroma-status").inner_text().startswith("reachable")
+    assert audit_page.locator("#workers .tag").count() >= 1
+    Browser.screenshot(audit_page, "07-status")
     audit_page.goto(f"{base}/audit/")
     rows = audit_page.locator(".audit-event")
     rows.first.wait_for()
@@ -149,12 +157,7 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     for action in ("document.upload", "document.ingest", "question.ask", "document.page_view"):
         assert action in logged, f"{action} missing from the audit page"
     assert audit_page.locator(".chain-status").inner_text().strip()
-    Browser.screenshot(audit_page, "07-audit")
-    audit_page.goto(f"{base}/status/")
-    assert "reachable" in audit_page.locator("#redis-status").inner_text()
-    assert "reachable" in audit_page.locator("#chroma-status").inner_text()
-    assert audit_page.locator("#workers .tag").count() >= 1
-    Browser.screenshot(audit_page, "08-status")
+    Browser.screenshot(audit_page, "08-audit")
 
     # --- Someone without a grant sees none of it, even with the URLs. ----------------------------------
     document = Document.objects.filter(collection=matter, status="ready").first()
