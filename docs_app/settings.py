@@ -19,6 +19,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# llama.cpp and torch use OpenMP, whose threads spin while waiting by default. On a small shared box (an ingest
+# and an answer worker on the same cores) spinning threads starve each other: PASSIVE measured 2-4x faster
+# decoding here. It must be set before either library loads, which importing settings guarantees.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def env_str(name: str, default: str) -> str:

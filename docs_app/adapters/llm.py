@@ -55,10 +55,10 @@ class LanguageModel(Protocol):
 # Gemma's turn markers, for models whose GGUF carries no chat template (the stand-in base model).
 _GEMMA_TURN_MARKERS = ("<start_of_turn>", "<end_of_turn>")
 GEMMA_TURNS = "gemma-turns"
+GGUF_TEMPLATE = "gguf-chat-template"
 # mkstemp creates 0600; the web process and workers may run as different users, and neither the
 # public weights nor their digest are secret.
 _SHARED_FILE_MODE = 0o644
-GGUF_TEMPLATE = "gguf-chat-template"
 
 
 class LlamaCppModel:

@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 class RetrievalOptions:
     """The tunable knobs; the defaults are what bench/retrieval.py measured best (see its docstring)."""
 
-    hybrid: bool = True  # False: dense only (the benchmark's baseline)
+    hybrid: bool = True  # False: dense only over the whole question (the benchmark's baseline)
     candidates: int = 50  # per ranked list
-    rrf_k: int = 60
-    split_parts: bool = True  # also search each ';' part of the question on its own
-    route_documents: int = 3  # search the best N documents again on their own (0: off)
-    document_weight: float = 1.0  # weight of the document ranking in the fused chunk score
+    rrf_k: int = 60  # for passage rankings
+    split_parts: bool = True  # passages are ranked by the question part(s), documents by the whole query
+    route_documents: int = 3  # rank passages again inside the best N documents (0: off)
+    document_weight: float = 1.0  # weight of the document ranking in a passage's score
+    document_rrf_k: int = 1  # small: the first document must stand clearly above the second
     head_chunks: int = 3  # a document's first chunks name it and its parties: the routing text
 
 
@@ -61,7 +62,7 @@ class RetrievedChunk:
     char_end: int
     text: str
     score: float  # fused reciprocal-rank score: only meaningful for ordering
-    similarity: float  # cosine similarity of the chunk to the whole question: the abstention signal
+    similarity: float  # cosine similarity of the chunk to what is asked: the abstention signal
 
 
 # Common English function words: they match nearly every passage, so as OR terms they only add noise.
@@ -101,6 +102,13 @@ def query_parts(query: str) -> list[str]:
     return parts if len(parts) > 1 else []
 
 
+def question_parts(parts: Sequence[str]) -> list[str]:
+    """Of a split query, the parts that ask (they carry a '?'), else the last one: people set the scene first
+    ("Consider the lease of unit 4; who pays for repairs?") and ask last."""
+    asking = [part for part in parts if "?" in part]
+    return asking or [parts[-1]]
+
+
 def rrf_fuse(rankings: Iterable[tuple[float, Sequence[int]]], *, k: int) -> dict[int, float]:
     """Reciprocal-rank fusion: each ranked list adds weight / (k + rank) to its items (rank from 1)."""
     scores: dict[int, float] = defaultdict(float)
@@ -132,44 +140,35 @@ def chunks_retrieve(
     if not allowed or not query.strip() or k <= 0:
         return []
     parts = query_parts(query) if options.split_parts else []
-    texts = [query, *parts]
-    vectors = registry.embedder().embed(texts)
+    asking = question_parts(parts) if parts else [query]
+    texts = list(dict.fromkeys([query, *parts, *asking]))
+    vectors = dict(zip(texts, registry.embedder().embed(texts), strict=True))
 
-    rankings: list[tuple[float, list[int]]] = []
-    document_rankings: list[tuple[float, list[int]]] = []
-    for text, vector in zip(texts, vectors, strict=True):
-        dense = _dense_ranked(vector, collection_ids=allowed, limit=options.candidates)
-        rankings.append((1.0, dense))
+    passage_rankings: list[tuple[float, list[int]]] = []
+    for text in asking:
+        passage_rankings.append((1.0, _dense_ranked(vectors[text], collection_ids=allowed,
+                                                    limit=options.candidates)))
         if options.hybrid:
-            keyword = _keyword_ranked(text, collection_ids=allowed, limit=options.candidates)
-            rankings.append((1.0, keyword))
-            document_rankings.append((1.0, _keyword_ranked_documents(
-                text, collection_ids=allowed, head_chunks=options.head_chunks, limit=options.candidates)))
-    document_score: dict[int, float] = {}
-    if options.document_weight > 0 or options.route_documents > 0:
-        owners = _chunk_documents({c for _, ranked in rankings for c in ranked})
-        document_rankings += [(1.0, _documents_of(ranked, owners)) for _, ranked in rankings]
-        document_score = rrf_fuse(document_rankings, k=options.rrf_k)
-    if options.route_documents > 0 and document_score:
-        best_first = sorted(document_score, key=document_score.__getitem__, reverse=True)
-        routed = best_first[: options.route_documents]
-        for text, vector in zip(texts, vectors, strict=True):
-            rankings.append((1.0, _dense_ranked(vector, collection_ids=allowed, limit=options.candidates,
-                                                document_ids=routed)))
-            rankings.append((1.0, _keyword_ranked(text, collection_ids=allowed, limit=options.candidates,
-                                                  document_ids=routed)))
-
-    scores = rrf_fuse(rankings, k=options.rrf_k)
-    if options.document_weight > 0 and document_score:
-        document_rank = {d: r for r, d in enumerate(
-            sorted(document_score, key=document_score.__getitem__, reverse=True), start=1)}
+            passage_rankings.append((1.0, _keyword_ranked(text, collection_ids=allowed, limit=options.candidates)))
+    scores = rrf_fuse(passage_rankings, k=options.rrf_k)
+    if options.hybrid and (options.document_weight > 0 or options.route_documents > 0):
+        ranked_documents = _documents_ranked(texts, vectors=vectors, allowed=allowed, options=options)
+        routed = ranked_documents[: options.route_documents]
+        for text in asking if routed else []:
+            passage_rankings.append((1.0, _dense_ranked(vectors[text], collection_ids=allowed,
+                                                        limit=options.candidates, document_ids=routed)))
+            passage_rankings.append((1.0, _keyword_ranked(text, collection_ids=allowed, limit=options.candidates,
+                                                          document_ids=routed)))
+        scores = rrf_fuse(passage_rankings, k=options.rrf_k)
+        document_rank = {d: r for r, d in enumerate(ranked_documents, start=1)}
         owners = _chunk_documents(set(scores))
         for chunk_id in scores:
             rank = document_rank.get(owners.get(chunk_id, -1))
             if rank is not None:
-                scores[chunk_id] += options.document_weight / (options.rrf_k + rank)
+                scores[chunk_id] += options.document_weight / (options.document_rrf_k + rank)
     ordered = sorted(scores, key=lambda c: (-scores[c], c))
-    return _recheck(user=user, allowed=allowed, ordered=ordered, scores=scores, query_vector=vectors[0], k=k)
+    return _recheck(user=user, allowed=allowed, ordered=ordered, scores=scores,
+                    question_vectors=np.stack([vectors[text] for text in asking]), k=k)
 
 
 # --- the dense side -----------------------------------------------------------------------------------------
@@ -257,6 +256,26 @@ def _keyword_rows(text: str, *, collection_ids: list[int], limit: int, document_
         return [(int(chunk_id), int(document_id)) for chunk_id, document_id in cursor.fetchall()]
 
 
+# --- documents ----------------------------------------------------------------------------------------------
+
+def _documents_ranked(texts: list[str], *, vectors: dict[str, npt.NDArray[np.float32]], allowed: list[int],
+                      options: RetrievalOptions) -> list[int]:
+    """Documents best first, by the whole query and each part: keyword match of their opening chunks, and
+    dense and keyword passage matches read as document rankings."""
+    rankings: list[tuple[float, list[int]]] = []
+    chunk_rankings: list[list[int]] = []
+    for text in texts:
+        rankings.append((1.0, _keyword_ranked_documents(text, collection_ids=allowed,
+                                                        head_chunks=options.head_chunks,
+                                                        limit=options.candidates)))
+        chunk_rankings.append(_dense_ranked(vectors[text], collection_ids=allowed, limit=options.candidates))
+        chunk_rankings.append(_keyword_ranked(text, collection_ids=allowed, limit=options.candidates))
+    owners = _chunk_documents({c for ranked in chunk_rankings for c in ranked})
+    rankings += [(1.0, _documents_of(ranked, owners)) for ranked in chunk_rankings]
+    scores = rrf_fuse(rankings, k=options.rrf_k)
+    return sorted(scores, key=lambda d: (-scores[d], d))
+
+
 # --- fusion helpers and the final re-check ------------------------------------------------------------------
 
 def _chunk_documents(chunk_ids: set[int]) -> dict[int, int]:
@@ -271,7 +290,7 @@ def _documents_of(ranked_chunks: Sequence[int], owners: dict[int, int]) -> list[
 
 
 def _recheck(*, user: AnyUser, allowed: list[int], ordered: list[int], scores: dict[int, float],
-             query_vector: npt.NDArray[np.float32], k: int) -> list[RetrievedChunk]:
+             question_vectors: npt.NDArray[np.float32], k: int) -> list[RetrievedChunk]:
     """Load the best candidates again from the DB with every condition a shown passage must meet, now."""
     readable_now = set(collections_readable(user).filter(id__in=allowed).values_list("id", flat=True))
     candidates = ordered[: k * 4]
@@ -288,7 +307,8 @@ def _recheck(*, user: AnyUser, allowed: list[int], ordered: list[int], scores: d
         if chunk is None:
             continue
         embedding = np.frombuffer(bytes(chunk.embedding), dtype=np.float32)
-        similarity = float(embedding @ query_vector) if embedding.shape == query_vector.shape else 0.0
+        fits = embedding.shape == question_vectors.shape[1:]
+        similarity = float(np.max(question_vectors @ embedding)) if fits else 0.0
         results.append(RetrievedChunk(
             chunk_id=chunk.pk, document_id=chunk.document_id, collection_id=chunk.document.collection_id,
             title=chunk.document.title, page=chunk.page, ordinal=chunk.ordinal, char_start=chunk.char_start,

@@ -46,6 +46,11 @@ def _log_in(page: Any, base: str, name: str, *, screenshot: str = "") -> None:
     page.wait_for_url(f"{base}/")
 
 
+def _assert_only_app_requests(browser: Browser, base: str) -> None:
+    foreign = [url for url in browser.requests if not url.startswith((f"{base}/", "data:"))]
+    assert browser.requests and not foreign, foreign
+
+
 def _highlighted_pixels(page: Any) -> int:
     """Counts yellow-tinted pixels of the page image in the browser itself (a contract page is greyscale)."""
     return int(page.evaluate("""() => {
@@ -142,23 +147,6 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     assert page.get_by_role("link", name="Download PDF").count() == 1  # a contributor may take a copy
     Browser.screenshot(page, "06-viewer")
 
-    # --- An administrator (and auditor) checks the system, then finds every step in the log. ----------
-    audit_page = browser.person()
-    _log_in(audit_page, base, "auditor")
-    audit_page.goto(f"{base}/status/")
-    assert audit_page.locator("#redis-status").inner_text().startswith("reachable")
-    assert audit_page.locator("#chroma-status").inner_text().startswith("reachable")
-    assert audit_page.locator("#workers .tag").count() >= 1
-    Browser.screenshot(audit_page, "07-status")
-    audit_page.goto(f"{base}/audit/")
-    rows = audit_page.locator(".audit-event")
-    rows.first.wait_for()
-    logged = "\n".join(rows.all_inner_texts())
-    for action in ("document.upload", "document.ingest", "question.ask", "document.page_view"):
-        assert action in logged, f"{action} missing from the audit page"
-    assert audit_page.locator(".chain-status").inner_text().strip()
-    Browser.screenshot(audit_page, "08-audit")
-
     # --- Someone without a grant sees none of it, even with the URLs. ----------------------------------
     document = Document.objects.filter(collection=matter, status="ready").first()
     assert document is not None
@@ -167,13 +155,32 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     _log_in(outsider, base, "outsider")
     assert outsider.locator("tr.collection-row").count() == 0
     assert "Matter 2024-17" not in outsider.content()
-    Browser.screenshot(outsider, "09-outsider-library")
+    Browser.screenshot(outsider, "07-outsider-library")
     for url in (f"/collections/{matter.pk}/", f"/collections/{matter.pk}/status.json",
                 f"/documents/{document.pk}/", f"/documents/{document.pk}/pages/1.png",
                 f"/documents/{document.pk}/download/", f"/ask/{conversation.pk}/"):
         response = outsider.goto(f"{base}{url}")
         assert response is not None and response.status == 404, url
 
+    # --- An administrator (also the auditor) checks the system ... -------------------------------------
+    audit_page = browser.person()
+    _log_in(audit_page, base, "auditor")
+    audit_page.goto(f"{base}/status/")
+    assert audit_page.locator("#redis-status").inner_text().startswith("reachable")
+    assert audit_page.locator("#chroma-status").inner_text().startswith("reachable")
+    assert audit_page.locator("#workers .tag").count() >= 1
+    Browser.screenshot(audit_page, "08-status")
+    _assert_only_app_requests(browser, base)
+
+    # --- ... and finds every step in the audit log. -----------------------------------------------------
+    audit_page.goto(f"{base}/audit/")
+    rows = audit_page.locator(".audit-event")
+    rows.first.wait_for()
+    logged = "\n".join(rows.all_inner_texts())
+    for action in ("document.upload", "document.ingest", "question.ask", "document.page_view"):
+        assert action in logged, f"{action} missing from the audit page"
+    assert audit_page.locator(".chain-status").inner_text().strip()
+    Browser.screenshot(audit_page, "09-audit")
+
     # --- Nothing went anywhere but the app. -------------------------------------------------------------
-    foreign = [url for url in browser.requests if not url.startswith(f"{base}/") and not url.startswith("data:")]
-    assert browser.requests and not foreign, foreign
+    _assert_only_app_requests(browser, base)
