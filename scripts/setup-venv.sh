@@ -14,7 +14,11 @@ if [[ -z "$PY" ]]; then
 fi
 [[ -n "$PY" ]] || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip wheel
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet ".[dev]"
+pip_install() {
+  # This machine's pip configuration names local mirrors that may be absent; pip warns about each one.
+  .venv/bin/python -m pip install --quiet "$@" 2>&1 | { grep -v "WARNING: Location 'file://" || true; }
+}
+pip_install --upgrade pip wheel
+pip_install "torch==2.13.0"
+pip_install ".[dev]"
 echo "virtualenv ready: .venv"
