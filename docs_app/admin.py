@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -16,23 +17,29 @@ from docs_app.services.grants import collection_create, grant_revoke, grant_set,
 
 
 def _grant_apply(*, request: HttpRequest, before: Grant | None, after: Grant | None) -> None:
-    """Turn one admin edit of a Grant row into service calls: remove what was, set what is."""
-    if before is not None and (after is None or (before.user_id, before.group_id) != (after.user_id,
-                                                                                        after.group_id)):
+    """Turn one admin edit of a Grant row into service calls: set what is, then remove what was. Setting first
+    matters: moving the only manager grant from one person to another must never pass through "no manager"."""
+    moved = before is not None and (after is None or (before.user_id, before.group_id) != (after.user_id,
+                                                                                            after.group_id))
+    if after is not None:
+        if not moved and before is not None and before.role == Role.DENY and after.role != Role.DENY:
+            wall_remove(grant=before, actor=request.user, request=request)
+        who: dict[str, Any] = {"user": after.user, "group": after.group}
+        if after.role == Role.DENY:
+            saved = wall_set(collection=after.collection, actor=request.user, request=request, **who)
+        else:
+            saved = grant_set(collection=after.collection, role=after.role, actor=request.user,
+                              request=request, **who)
+        after.pk = saved.pk
+    if moved and before is not None:
         remover = wall_remove if before.role == Role.DENY else grant_revoke
         remover(grant=before, actor=request.user, request=request)
-        before = None
-    if after is None:
-        return
-    if before is not None and before.role == Role.DENY and after.role != Role.DENY:
-        wall_remove(grant=before, actor=request.user, request=request)
-    who: dict[str, Any] = {"user": after.user, "group": after.group}
-    if after.role == Role.DENY:
-        saved = wall_set(collection=after.collection, actor=request.user, request=request, **who)
-    else:
-        saved = grant_set(collection=after.collection, role=after.role, actor=request.user, request=request,
-                          **who)
-    after.pk = saved.pk
+
+
+def _refused(request: HttpRequest, error: ValidationError) -> None:
+    # The services refuse changes that would break an access rule (e.g. leave a collection with no manager);
+    # in the admin that is a message to the administrator, not a server error.
+    messages.error(request, "; ".join(error.messages))
 
 
 def _grant_before(grant: Grant) -> Grant | None:
@@ -67,10 +74,13 @@ class CollectionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             super().save_formset(request, form, formset, change)
             return
         pending = formset.save(commit=False)
-        for deleted in formset.deleted_objects:
-            _grant_apply(request=request, before=_grant_before(deleted), after=None)
-        for grant in pending:
-            _grant_apply(request=request, before=_grant_before(grant), after=grant)
+        try:
+            for grant in pending:
+                _grant_apply(request=request, before=_grant_before(grant), after=grant)
+            for deleted in formset.deleted_objects:
+                _grant_apply(request=request, before=_grant_before(deleted), after=None)
+        except ValidationError as error:
+            _refused(request, error)
 
     def has_delete_permission(self, request: HttpRequest, obj: Collection | None = None) -> bool:
         # Deleting a collection would drop its grants and walls without a trace; documents must be erased
@@ -85,14 +95,23 @@ class GrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     fields = ["collection", "user", "group", "role"]
 
     def save_model(self, request: HttpRequest, obj: Grant, form: Any, change: bool) -> None:
-        _grant_apply(request=request, before=_grant_before(obj) if change else None, after=obj)
+        try:
+            _grant_apply(request=request, before=_grant_before(obj) if change else None, after=obj)
+        except ValidationError as error:
+            _refused(request, error)
 
     def delete_model(self, request: HttpRequest, obj: Grant) -> None:
-        _grant_apply(request=request, before=obj, after=None)
+        try:
+            _grant_apply(request=request, before=obj, after=None)
+        except ValidationError as error:
+            _refused(request, error)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Grant]) -> None:
-        for grant in queryset.select_related("user", "group", "collection"):
-            _grant_apply(request=request, before=grant, after=None)
+        try:
+            for grant in queryset.select_related("user", "group", "collection"):
+                _grant_apply(request=request, before=grant, after=None)
+        except ValidationError as error:
+            _refused(request, error)
 
 
 @admin.register(Document)

@@ -4,13 +4,15 @@ render."""
 from django.contrib import admin
 from django.urls import path
 
-from docs_app.views import ask, audit, auth, library, status, viewer
+from docs_app.views import ask, audit, auth, collections, library, status, viewer
 
 urlpatterns = [
     path("", library.library, name="library"),
     path("login/", auth.LoginView.as_view(), name="login"),
     path("logout/", auth.logout_view, name="logout"),
+    path("collections/new/", collections.collection_new, name="collection_new"),
     path("collections/<int:pk>/", library.collection_detail, name="collection"),
+    path("collections/<int:pk>/access/", collections.collection_access, name="collection_access"),
     path("collections/<int:pk>/upload/", library.upload, name="upload"),
     path("collections/<int:pk>/status.json", library.collection_status, name="collection_status"),
     path("documents/<int:pk>/", viewer.document_view, name="document"),

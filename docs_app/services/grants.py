@@ -4,15 +4,22 @@ audited here, whoever makes it (views, Django admin, commands), so the log canno
 A principal (one user or one group) holds at most one Grant row per collection (a DB constraint), and an
 ethical wall is that row with role DENY. So walling a principal replaces its grant, and `grant_set` refuses
 to lift a wall: lifting one is a deliberate, separately audited act (`wall_remove`).
+
+A change that would leave a managed collection with no one able to manage it is refused: nobody could grant
+access to it any more (issue 4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from docs_app.models import Collection, Grant, Role
 from docs_app.services.audit import Action, audit_record
@@ -52,6 +59,32 @@ def _record(*, action: str, collection: Collection, actor: AnyUser | None, reque
                  details={**principal, "role": role, "previous_role": previous})
 
 
+def _has_a_manager(collection: Collection) -> bool:
+    """The rule of services.access, asked of the whole collection: an active user holding the manager role
+    (their own or a group's) and no wall (their own or a group's)."""
+    grants = Grant.objects.filter(collection=collection)
+    managing, walls = grants.filter(role=Role.MANAGER), grants.filter(role=Role.DENY)
+    # The NULL principal ids are filtered out: `NOT IN (..., NULL)` would match no one.
+    return get_user_model().objects.filter(is_active=True).filter(
+        Q(pk__in=managing.filter(user__isnull=False).values("user_id"))
+        | Q(groups__in=managing.filter(group__isnull=False).values("group_id"))
+    ).exclude(pk__in=walls.filter(user__isnull=False).values("user_id")).exclude(
+        groups__in=walls.filter(group__isnull=False).values("group_id")).exists()
+
+
+@contextmanager
+def _keeps_a_manager(collection: Collection) -> Iterator[None]:
+    """Wrap a change inside the caller's transaction: raising here undoes the change and its audit event. The
+    collection row is locked first, so two managers demoting each other at once cannot both succeed. A
+    collection that had no manager already (its last one left the firm) stays fixable by an administrator."""
+    Collection.objects.select_for_update().get(pk=collection.pk)
+    had_one = _has_a_manager(collection)
+    yield
+    if had_one and not _has_a_manager(collection):
+        raise ValidationError("That would leave no one able to manage this collection; "
+                              "give someone else the manager role first.")
+
+
 def collection_create(*, name: str, created_by: User, description: str = "",
                       request: HttpRequest | None = None) -> Collection:
     """The creator becomes the collection's manager: someone must be able to grant access to it."""
@@ -71,7 +104,7 @@ def grant_set(*, collection: Collection, role: str, actor: AnyUser | None,
     if role not in GRANTABLE_ROLES:
         raise ValidationError(f"{role!r} is not a grantable role; walls are set with wall_set.")
     who = _principal(user, group)
-    with transaction.atomic():
+    with transaction.atomic(), _keeps_a_manager(collection):
         grant = Grant.objects.select_for_update().filter(collection=collection, **who).first()
         previous = grant.role if grant is not None else None
         if previous == Role.DENY:
@@ -93,7 +126,7 @@ def grant_set(*, collection: Collection, role: str, actor: AnyUser | None,
 def grant_revoke(*, grant: Grant, actor: AnyUser | None, request: HttpRequest | None = None) -> None:
     if grant.role == Role.DENY:
         raise ValidationError("That is an ethical wall; remove it with wall_remove.")
-    with transaction.atomic():
+    with transaction.atomic(), _keeps_a_manager(grant.collection):
         deleted, _ = Grant.objects.filter(pk=grant.pk, role=grant.role).delete()
         if deleted:
             _record(action=Action.GRANT_CHANGE, collection=grant.collection, actor=actor, request=request,
@@ -105,7 +138,7 @@ def wall_set(*, collection: Collection, actor: AnyUser | None, user: User | None
     """Put an ethical wall between a principal and the collection. It replaces the principal's own grant
     and overrides every grant it holds through groups (see services.access)."""
     who = _principal(user, group)
-    with transaction.atomic():
+    with transaction.atomic(), _keeps_a_manager(collection):
         grant = Grant.objects.select_for_update().filter(collection=collection, **who).first()
         previous = grant.role if grant is not None else None
         if previous == Role.DENY:

@@ -44,6 +44,7 @@ class RetrievalOptions:
     route_documents: int = 3  # rank passages again inside the best N documents (0: off)
     document_weight: float = 1.0  # weight of the document ranking in a passage's score
     document_rrf_k: int = 1  # small: the first document must stand clearly above the second
+    global_weight: float = 1.0  # weight of the passage rankings over all documents (vs. the routed ones)
     head_chunks: int = 3  # a document's first chunks name it and its parties: the routing text
 
 
@@ -146,13 +147,18 @@ def chunks_retrieve(
 
     passage_rankings: list[tuple[float, list[int]]] = []
     for text in asking:
-        passage_rankings.append((1.0, _dense_ranked(vectors[text], collection_ids=allowed,
-                                                    limit=options.candidates)))
+        weight = options.global_weight if options.hybrid else 1.0
+        passage_rankings.append((weight, _dense_ranked(vectors[text], collection_ids=allowed,
+                                                       limit=options.candidates)))
         if options.hybrid:
-            passage_rankings.append((1.0, _keyword_ranked(text, collection_ids=allowed, limit=options.candidates)))
+            passage_rankings.append((weight, _keyword_ranked(text, collection_ids=allowed,
+                                                             limit=options.candidates)))
     scores = rrf_fuse(passage_rankings, k=options.rrf_k)
     if options.hybrid and (options.document_weight > 0 or options.route_documents > 0):
-        ranked_documents = _documents_ranked(texts, vectors=vectors, allowed=allowed, options=options)
+        # The parts that set the scene name the document; the asking part would pull towards whichever
+        # documents share its topic.
+        naming = [text for text in texts if text not in asking or text == query]
+        ranked_documents = _documents_ranked(naming, vectors=vectors, allowed=allowed, options=options)
         routed = ranked_documents[: options.route_documents]
         for text in asking if routed else []:
             passage_rankings.append((1.0, _dense_ranked(vectors[text], collection_ids=allowed,
