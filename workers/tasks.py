@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 _RELIABLE: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
 
 
-class IngestTask(Task):  # type: ignore[misc]
+if TYPE_CHECKING:
+    _TaskBase = Task[Any, Any]
+else:
+    _TaskBase = Task
+
+
+class IngestTask(_TaskBase):
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Retries exhausted on an unexpected error: the document fails with the reason, it does not vanish.
         from docs_app.services.ingest import document_fail
@@ -27,32 +33,32 @@ class IngestTask(Task):  # type: ignore[misc]
             document_fail(document_id=document_id, reason=f"internal error: {type(exc).__name__}: {exc}"[:500])
 
 
-@app.task(base=IngestTask, bind=True, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60,
+@app.task(base=IngestTask, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60,
           max_retries=4, **_RELIABLE)
-def document_ingest_task(self: Task, document_id: int) -> None:
+def document_ingest_task(document_id: int) -> None:
     from docs_app.services.ingest import document_ingest
 
     document_ingest(document_id=document_id)
 
 
-@app.task(bind=True, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=300, max_retries=10,
+@app.task(autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=300, max_retries=10,
           **_RELIABLE)
-def vectors_delete_task(self: Task, document_id: int) -> None:
+def vectors_delete_task(document_id: int) -> None:
     from docs_app import registry
 
     registry.vector_store().delete_document(document_id=document_id)
 
 
-@app.task(bind=True, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60, max_retries=5,
+@app.task(autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60, max_retries=5,
           **_RELIABLE)
-def keyword_index_compact_task(self: Task) -> None:
+def keyword_index_compact_task() -> None:
     from docs_app.services.index import keyword_index_compact
 
     keyword_index_compact()
 
 
-@app.task(bind=True, queue="answer", **_RELIABLE)
-def answer_generate_task(self: Task, answer_id: int) -> None:
+@app.task(queue="answer", **_RELIABLE)
+def answer_generate_task(answer_id: int) -> None:
     from docs_app.services.answering import answer_generate
 
     answer_generate(answer_id=answer_id)

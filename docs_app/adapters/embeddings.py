@@ -40,7 +40,7 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self.name = model_path.name
         self.dimension = int(self._model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens = int(self._model.max_seq_length or 256)
 
     @classmethod
     def from_settings(cls, settings: Any) -> SentenceTransformerEmbedder:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from docs_app.models import Collection, Document, DocumentStatus
@@ -110,7 +111,7 @@ def document_upload(
                 stored_name=stored_name,
                 sha256=sha256,
                 size_bytes=size,
-                uploaded_by=uploaded_by if uploaded_by is not None and uploaded_by.is_authenticated else None,
+                uploaded_by=_real_user(uploaded_by),
             )
             audit_record(
                 action=Action.UPLOAD, actor=uploaded_by, request=request, target_type="document",
@@ -127,6 +128,10 @@ def document_upload(
         final_path.unlink(missing_ok=True)
         raise
     return UploadOutcome(display_name, "queued", document_id=document.pk)
+
+
+def _real_user(user: AbstractBaseUser | AnonymousUser | None) -> User | None:
+    return user if isinstance(user, User) else None
 
 
 def _duplicate(name: str, existing: Document) -> UploadOutcome:
