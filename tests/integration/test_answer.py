@@ -217,6 +217,9 @@ def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(ser
                                                           .question.conversation_id]),
                          {"question": "and?"}).status_code == 404
 
+    form = intruder.get(reverse("ask")).content.decode()
+    assert "Matter of the outsider" in form and "Matter secret" not in form
+
     # Retrieval: asking for the secret collection by id is a wish, not a grant.
     assert chunks_retrieve(user=outsider, query=ON_TOPIC) == []
     assert chunks_retrieve(user=outsider, query=ON_TOPIC, collection_ids=[secret.pk]) == []
