@@ -196,15 +196,15 @@ def time_to_first_token(*, user: Any, collection: Any, questions: list[str],
         answer = question_ask(conversation=conversation, user=user, text=question, request=None)
         last_id = "0-0"
         first: float | None = None
-        while first is None and time.monotonic() - t0 < 600:
+        finished = False
+        # Wait for the end too: the next question must not meet this answer still holding the worker.
+        while not finished and time.monotonic() - t0 < 600:
             for entry_id, event, _data in stream_read(answer_id=answer.pk, after=last_id, block_ms=1000):
                 last_id = entry_id
-                if event == "token":
+                if first is None and event in {"token", "done", "error"}:
+                    # An abstained or failed answer has no token: its verdict is what the user waits for.
                     first = time.monotonic() - t0
-                    break
-                if event in {"done", "error"}:
-                    first = time.monotonic() - t0  # abstained or failed: time to the verdict instead
-                    break
+                finished = finished or event in {"done", "error"}
         times.append(first if first is not None else float("nan"))
     return times[0], times[1:] or times
 
