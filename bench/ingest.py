@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import LocalStack
+from bench._services import configure, services_running
 
 
 def main() -> None:
@@ -33,7 +35,14 @@ def main() -> None:
     if not files:
         sys.exit(f"no PDFs under {args.pdfs}")
 
-    with LocalStack(concurrency=args.concurrency):
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    configure(workdir)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    with services_running(workdir, concurrency=args.concurrency):
         from docs_app import registry
         from docs_app.models import Chunk, Collection, Document, DocumentStatus
         from docs_app.services.documents import document_upload
@@ -83,6 +92,7 @@ def main() -> None:
     for name, reason in failed.items():
         print(f"  failed: {name}: {reason}")
     print(json.dumps(figures))
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

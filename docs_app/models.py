@@ -161,6 +161,8 @@ class Question(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="questions")
     asked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     text = models.TextField()
+    # The asker's address, for the audit event the answer worker writes on the asker's behalf.
+    client_address = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from docs_app import registry
 from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Question
 from docs_app.pipeline.prompt import PromptBudgetError, Source, citations_parse, prompt_build
-from docs_app.services.audit import Action, audit_record
+from docs_app.services.audit import Action, audit_record, client_address
 from docs_app.services.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve
 from docs_app.services.streams import redis_client, stream_exists, stream_publish
 
@@ -82,7 +82,8 @@ def question_ask(*, conversation: Conversation, user: User, text: str,
         raise PermissionDenied("Not your conversation")
     clean = _question_clean(text)
     with transaction.atomic():
-        question = Question.objects.create(conversation=conversation, asked_by=user, text=clean)
+        question = Question.objects.create(conversation=conversation, asked_by=user, text=clean,
+                                           client_address=client_address(request))
         answer = Answer.objects.create(question=question)
         answer_id = answer.pk
         # After commit: the worker must never look for a row that is not there yet.
@@ -198,8 +199,9 @@ def _finish(*, answer: Answer, status: str, text: str, shown: list[_Shown], mode
         )
         question = answer.question
         audit_record(action=Action.ANSWER, actor=question.asked_by, target_type="answer", target_id=answer.pk,
-                     outcome=str(status), details={"question_id": question.pk, "cited_chunks": [
-                         by_number[n].hit.chunk_id for n in cited]})
+                     address=question.client_address, outcome=str(status),
+                     details={"question_id": question.pk,
+                              "cited_chunks": [by_number[n].hit.chunk_id for n in cited]})
     keys = ("number", "chunk_id", "document_id", "page", "url")
     citations = [{key: by_number[n].stored()[key] for key in keys} for n in cited]
     stream_publish(answer_id=answer.pk, event="done",
@@ -213,8 +215,8 @@ def answer_fail(*, answer: Answer, message: str) -> None:
             Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.FAILED, error=message[:2000],
                                                        finished_at=timezone.now())
             audit_record(action=Action.ANSWER, actor=answer.question.asked_by, target_type="answer",
-                         target_id=answer.pk, outcome="failed", details={"question_id": answer.question_id,
-                                                                         "reason": message[:300]})
+                         target_id=answer.pk, address=answer.question.client_address, outcome="failed",
+                         details={"question_id": answer.question_id, "reason": message[:300]})
     except Exception:  # the stream below still tells the reader
         log.exception("could not record the failure of answer %s", answer.pk)
     try:
@@ -236,6 +238,7 @@ def _audit_ask(*, question: Question, hits: list[RetrievedChunk], shown: list[_S
     if earlier.exists():
         return
     audit_record(action=Action.ASK, actor=question.asked_by, target_type="question", target_id=question.pk,
+                 address=question.client_address,
                  details={"conversation_id": question.conversation_id,
                           "retrieved": [hit.chunk_id for hit in hits],
                           "shown": [s.hit.chunk_id for s in shown]})

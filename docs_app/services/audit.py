@@ -91,6 +91,7 @@ def audit_record(
     actor: AbstractBaseUser | AnonymousUser | None = None,
     actor_name: str = "",
     request: HttpRequest | None = None,
+    address: str | None = None,
     target_type: str = "",
     target_id: object = "",
     collection_id: int | None = None,
@@ -118,7 +119,8 @@ def audit_record(
             target_id=str(target_id)[:64],
             collection_id_ref=collection_id,
             document_id_ref=document_id,
-            client_address=client_address(request),
+            # Workers act for a request made earlier: they pass the address recorded with it.
+            client_address=address[:64] if address is not None else client_address(request),
             outcome=outcome,
             details=details or {},
             prev_hash=last or GENESIS_HASH,

@@ -144,6 +144,12 @@ class _RenderedAnswer:
     def finished(self) -> bool:
         return self.answer.status in FINISHED
 
+    @property
+    def uncited(self) -> bool:
+        """A finished answer that links no source: with a small model this is common, and the reader must
+        know the text is not backed by the passages shown."""
+        return self.answer.status == AnswerStatus.DONE and not any(links for _text, links in self.segments)
+
 
 def _rendered(answer: Answer, readable: set[int]) -> _RenderedAnswer:
     """The answer as text segments followed by citation links. A marker becomes a link only if it names a

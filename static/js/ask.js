@@ -98,6 +98,13 @@
       stream.close();
       var result = JSON.parse(e.data);
       renderText(text, result.text, result.citations);
+      if (result.status === "done" && !(result.citations || []).length && !answer.querySelector(".uncited")) {
+        var uncited = document.createElement("p");
+        uncited.className = "uncited";
+        uncited.setAttribute("role", "note");
+        uncited.textContent = "This answer cites none of the sources: do not rely on it; check the passages below.";
+        text.insertAdjacentElement("afterend", uncited);
+      }
       if (result.status === "abstained" && !answer.querySelector(".abstained")) {
         var notice = document.createElement("p");
         notice.className = "abstained";

@@ -131,6 +131,8 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     # A citation marker links to the viewer when the model wrote a valid [n]; the small stand-in model often
     # does not, and then the sources panel is the evidence link (same viewer URL, same highlight).
     citations = answer.locator("a.citation")
+    # An answer that links no source says so plainly instead of passing for grounded text.
+    assert answer.locator(".uncited").count() == (0 if citations.count() else 1)
     evidence = citations.first if citations.count() else answer.locator(".sources .source a").first
     print(f"evidence link used: {'a.citation' if citations.count() else '.sources .source a'}")
     href = evidence.get_attribute("href")

@@ -135,7 +135,10 @@ def test_question_streams_tokens_and_sources_and_stores_valid_citations(services
     ask_event = AuditEvent.objects.get(action=Action.ASK, actor=user)
     assert set(ask_event.details["shown"]) == {s["chunk_id"] for s in sources}
     assert set(ask_event.details["shown"]) <= set(ask_event.details["retrieved"])
-    assert AuditEvent.objects.get(action=Action.ANSWER, target_id=str(answer.pk)).outcome == "done"
+    # Written by the worker, yet it carries the asker's address from the original request.
+    assert ask_event.client_address == "127.0.0.1"
+    answer_event = AuditEvent.objects.get(action=Action.ANSWER, target_id=str(answer.pk))
+    assert (answer_event.outcome, answer_event.client_address) == ("done", "127.0.0.1")
     status = json.loads(redis_client().get(MODEL_STATUS_KEY) or "{}")
     assert status["pid"] > 0 and status["loaded_at"] and status["sha256"]
 
