@@ -3,7 +3,6 @@ every request the browser makes, and a place for screenshots a person can look a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,15 @@ import pytest
 
 from tests.conftest import REPO
 
-# Playwright's sync API runs an event loop in the test thread; Django refuses ORM calls from a thread with a
-# running loop unless told the caller knows better. The test's own ORM calls are plain synchronous ones.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+@pytest.fixture(autouse=True, scope="module")
+def _allow_orm_beside_playwright() -> Iterator[None]:
+    """Playwright's sync API runs an event loop in the test thread; Django refuses ORM calls from a thread with
+    a running loop unless told the caller knows better. The test's own ORM calls are plain synchronous ones.
+    Scoped to the browser tests only: the variable must not leak into other tests (or their subprocesses)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
