@@ -26,7 +26,7 @@ from docs_app import registry
 from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Question
 from docs_app.pipeline.prompt import PromptBudgetError, Source, citations_parse, prompt_build
 from docs_app.services.audit import Action, audit_record, client_address
-from docs_app.services.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve
+from docs_app.services.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
 from docs_app.services.streams import redis_client, stream_exists, stream_publish
 
 if TYPE_CHECKING:
@@ -144,7 +144,10 @@ def _answer(answer: Answer) -> None:
     question = answer.question
     user = question.asked_by
     collection_ids = list(question.conversation.collections.values_list("id", flat=True))
-    hits = chunks_retrieve(user=user, query=question.text, collection_ids=collection_ids, k=RETRIEVE_K)
+    previous = (Question.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk)
+                .order_by("-id").values_list("text", flat=True).first())
+    query = followup_query(previous=previous, current=question.text)
+    hits = chunks_retrieve(user=user, query=query, collection_ids=collection_ids, k=RETRIEVE_K)
     relevant = [hit for hit in hits if hit.similarity >= MIN_SIMILARITY]
     if not relevant:
         shown = [_Shown(n, hit, nearest=True) for n, hit in enumerate(hits[:NEAREST_SHOWN], start=1)]

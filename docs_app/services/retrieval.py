@@ -109,6 +109,15 @@ def query_parts(query: str) -> list[str]:
     return parts if len(parts) > 1 else []
 
 
+def followup_query(*, previous: str | None, current: str) -> str:
+    """What to retrieve for a question asked inside a conversation. A follow-up ("and who may terminate it?")
+    often names nothing: the previous question sets the scene. Put it first as a scene-setting part, without its
+    question marks, so documents are ranked with it and passages by the follow-up itself (see query_parts)."""
+    if not previous:
+        return current
+    return f"{previous.replace('?', ' ').replace(';', ',').strip()}; {current}"
+
+
 def question_parts(parts: Sequence[str]) -> list[str]:
     """Of a split query, the parts that ask (they carry a '?'), else the last one: people set the scene first
     ("Consider the lease of unit 4; who pays for repairs?") and ask last."""

@@ -167,6 +167,18 @@ def test_question_streams_tokens_and_sources_and_stores_valid_citations(services
     assert '<span class="answer-status">done</span>' in page
     assert page.count('class="citation"') == sum(len(s.source_numbers) for s in _segments)
 
+    # A follow-up in the same conversation runs the whole path again (retrieval in the scene of the previous
+    # question: tests/unit/test_retrieval.py pins how that query is composed) and is audited on its own.
+    conversation_id = int(asked["conversation_url"].rstrip("/").rsplit("/", 1)[1])
+    follow = client.post(reverse("question_create", args=[conversation_id]),
+                         {"question": "And who may terminate it early?"}, HTTP_ACCEPT="application/json")
+    assert follow.status_code == 201, follow.content
+    follow_events = _events(client, follow.json()["stream_url"])
+    assert follow_events[-1].event == "done"
+    follow_sources = json.loads(follow_events[0].data)
+    assert follow_sources and {s["document_id"] for s in follow_sources} == {document.pk}
+    assert AuditEvent.objects.filter(action=Action.ASK, actor=user).count() == 2
+
 
 def test_question_nothing_answers_abstains_and_shows_nearest_passages(services: None) -> None:
     user = _user("bob")

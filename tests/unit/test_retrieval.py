@@ -8,7 +8,14 @@ import sqlite3
 import pytest
 
 from docs_app.models import Answer, AnswerStatus
-from docs_app.services.retrieval import fts5_query, keyword_terms, query_parts, rrf_fuse
+from docs_app.services.retrieval import (
+    followup_query,
+    fts5_query,
+    keyword_terms,
+    query_parts,
+    question_parts,
+    rrf_fuse,
+)
 from docs_app.views.ask import _rendered
 
 HOSTILE_QUERIES = [
@@ -67,6 +74,16 @@ def test_query_parts_split_a_named_document_from_its_question() -> None:
                                      "Is there a cap on liability?"]
     assert query_parts("One question only?") == []
     assert query_parts("A question; ;") == []
+
+
+def test_a_follow_up_is_asked_in_the_scene_of_the_previous_question() -> None:
+    first = "What is the governing law of the Acme Supply Agreement?"
+    query = followup_query(previous=first, current="And who may terminate it?")
+    parts = query_parts(query)
+    # The previous question names the document (it ranks documents); the follow-up alone ranks passages.
+    assert len(parts) == 2 and "Acme" in parts[0]
+    assert question_parts(parts) == ["And who may terminate it?"]
+    assert followup_query(previous=None, current="Who pays?") == "Who pays?"
 
 
 def test_rrf_fuse_rewards_agreement_between_rankings() -> None:
