@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
+from docs_app.services.streams import LEASE_S, AnswerBusy
 from workers.celery import app
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ def keyword_index_compact_task() -> None:
     keyword_index_compact()
 
 
-@app.task(queue="answer", **_RELIABLE)
+# AnswerBusy: another run holds the answer's lease. Retry until that lease can have lapsed (a dead run's does).
+@app.task(queue="answer", autoretry_for=(AnswerBusy,), default_retry_delay=LEASE_S // 2, max_retries=10,
+          **_RELIABLE)
 def answer_generate_task(answer_id: int) -> None:
     from docs_app.services.answering import answer_generate
 

@@ -12,7 +12,8 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversa
 from docs_app.pipeline.prompt import PromptBudgetError, Source, citations_parse, prompt_build
 from docs_app.services.audit import Action, audit_record, client_address
 from docs_app.services.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
-from docs_app.services.streams import redis_client, stream_exists, stream_publish
+from docs_app.services.streams import LEASE_S, answer_lease, redis_client, stream_exists, stream_publish
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -129,18 +130,19 @@ def answer_generate(*, answer_id: int) -> None:
         pk=answer_id).first()
     if answer is None or answer.status in TERMINAL:
         return  # deleted, or a redelivered message for finished work
-    if answer.status == AnswerStatus.STREAMING or stream_exists(answer_id=answer_id):
-        # A worker died mid-answer: readers drop what they have shown and follow the new run.
-        stream_publish(answer_id=answer_id, event="restart", data="")
-    Answer.objects.filter(pk=answer_id).update(status=AnswerStatus.STREAMING, text="", error="")
-    try:
-        _answer(answer)
-    except Exception as exc:  # any failure must end as a FAILED answer, never a stuck one
-        log.exception("answer %s failed", answer_id)
-        answer_fail(answer=answer, message=_readable(exc))
+    with answer_lease(answer_id=answer_id) as renew_lease:
+        if answer.status == AnswerStatus.STREAMING or stream_exists(answer_id=answer_id):
+            # A worker died mid-answer: readers drop what they have shown and follow the new run.
+            stream_publish(answer_id=answer_id, event="restart", data="")
+        Answer.objects.filter(pk=answer_id).update(status=AnswerStatus.STREAMING, text="", error="")
+        try:
+            _answer(answer, renew_lease=renew_lease)
+        except Exception as exc:  # any failure must end as a FAILED answer, never a stuck one
+            log.exception("answer %s failed", answer_id)
+            answer_fail(answer=answer, message=_readable(exc))
 
 
-def _answer(answer: Answer) -> None:
+def _answer(answer: Answer, *, renew_lease: Callable[[], None]) -> None:
     question = answer.question
     user = question.asked_by
     collection_ids = list(question.conversation.collections.values_list("id", flat=True))
@@ -156,6 +158,7 @@ def _answer(answer: Answer) -> None:
         return
 
     model, loaded_at = _language_model()
+    renew_lease()  # the first load of a large model can take a while
     _model_status_publish(model, loaded_at=loaded_at)
     history = _history(question)
     budget = model.context_tokens - settings.LLM_MAX_ANSWER_TOKENS - PROMPT_MARGIN_TOKENS
@@ -169,10 +172,14 @@ def _answer(answer: Answer) -> None:
 
     pieces: list[str] = []
     tokens = model.stream_chat(messages, max_tokens=settings.LLM_MAX_ANSWER_TOKENS, temperature=TEMPERATURE)
+    renewed = time.monotonic()
     try:
         for piece in tokens:
             pieces.append(piece)
             stream_publish(answer_id=answer.pk, event="token", data=piece)
+            if time.monotonic() - renewed > LEASE_S / 4:
+                renew_lease()
+                renewed = time.monotonic()
     finally:
         tokens.close()  # frees the model for the next answer even when we stop early
     text = "".join(pieces).strip()

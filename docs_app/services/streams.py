@@ -10,8 +10,10 @@ drop what they have shown), `done` (JSON: status, text, citations), `error` (JSO
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -32,6 +34,29 @@ SOCKET_TIMEOUT_S = 60
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S,
                                 socket_connect_timeout=5)
+
+
+# How long a run's claim on an answer lasts without renewal. The run renews it while it works; a run that died
+# (worker killed) lets it lapse, so a redelivered message waits at most this long before it takes over.
+LEASE_S = 120
+
+
+class AnswerBusy(Exception):
+    """Another run holds this answer's lease (a duplicate delivery, or a dead run's lease not yet lapsed)."""
+
+
+@contextlib.contextmanager
+def answer_lease(*, answer_id: int) -> Iterator[Callable[[], None]]:
+    """One run per answer at a time: two runs writing one stream would interleave their tokens. Yields a
+    function that renews the lease; raises AnswerBusy when another run holds it."""
+    lock = redis_client().lock(f"docs:answer:{answer_id}:lease", timeout=LEASE_S, blocking=False)
+    if not lock.acquire():
+        raise AnswerBusy(f"answer {answer_id} is being written by another run")
+    try:
+        yield lock.reacquire
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):  # lapsed meanwhile: nothing to release
+            lock.release()
 
 
 def stream_key(answer_id: int) -> str:

@@ -20,17 +20,19 @@ from docs_app.models import (
     Chunk,
     Citation,
     Collection,
+    Conversation,
     Document,
     DocumentStatus,
     Grant,
+    Question,
     Role,
 )
 from docs_app.pipeline.prompt import citations_parse
-from docs_app.services.answering import MODEL_STATUS_KEY
+from docs_app.services.answering import MODEL_STATUS_KEY, answer_generate
 from docs_app.services.audit import Action
 from docs_app.services.documents import document_upload
 from docs_app.services.retrieval import chunks_retrieve
-from docs_app.services.streams import redis_client
+from docs_app.services.streams import AnswerBusy, redis_client, stream_exists
 from tests.conftest import CUAD_DIR, wait_until
 from workers.tasks import answer_generate_task
 
@@ -252,3 +254,22 @@ def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(ser
     events = _events(owner_client, asked["stream_url"])
     assert json.loads(events[0].data) == []
     assert json.loads(events[-1].data)["citations"] == []
+
+
+def test_a_second_run_of_an_answer_waits_for_the_lease_of_the_first(services: None) -> None:
+    user = _user("dave")
+    question = Question.objects.create(conversation=Conversation.objects.create(owner=user, title="t"),
+                                       asked_by=user, text=ON_TOPIC)
+    answer = Answer.objects.create(question=question)
+    # Another run (a duplicate delivery, or a dead run whose lease has not lapsed) holds the answer.
+    other = redis_client().lock(f"docs:answer:{answer.pk}:lease", timeout=60, blocking=False)
+    assert other.acquire()
+    with pytest.raises(AnswerBusy):
+        answer_generate(answer_id=answer.pk)
+    answer.refresh_from_db()
+    assert answer.status == AnswerStatus.PENDING  # untouched: no restart, no interleaved tokens
+    assert not stream_exists(answer_id=answer.pk)
+    other.release()
+    answer_generate(answer_id=answer.pk)  # the lease is free: this run writes the answer
+    answer.refresh_from_db()
+    assert answer.status == AnswerStatus.ABSTAINED  # the user reads no collection
