@@ -10,7 +10,8 @@ The shape of the method, and why (figures from bench/retrieval.py, CUAD dev set,
   parties) fused with dense and keyword passage matches read per document; passages are then ranked again
   inside the best two documents, and a passage's score adds its document's rank, sharply (the first document
   must stand clearly above the second): 0.51 -> 0.75. The document ranking put the gold contract first for
-  all 94 dev questions; what remains is finding the clause inside it.
+  all 94 dev questions; what remains is finding the clause inside it. Questions with no scene-setting part
+  are not routed (PubMedQA, 1000 questions: 0.985 routed, 0.993 not).
 - Everything is fused by reciprocal rank (scores of different kinds are not comparable, ranks are).
 - The vector store and the keyword index are both derived data: a hit counts only if the Chunk row exists, its
   document is READY, the vector's version is the document's current one and the collection is readable now.
@@ -166,7 +167,10 @@ def chunks_retrieve(
         passage_rankings += _passage_rankings(text, vectors[text], allowed=allowed, options=options,
                                               weight=weight)
     scores = rrf_fuse(passage_rankings, k=options.rrf_k)
-    if options.hybrid and (options.document_weight > 0 or options.route_documents > 0):
+    # Documents are routed only when the question sets a scene apart from what it asks: that part names the
+    # document. A question that only asks (most PubMedQA questions are an article's title) is best served by
+    # the plain fused passage rankings: routing it measured 0.985 hit@5 there against 0.993 without.
+    if options.hybrid and parts and (options.document_weight > 0 or options.route_documents > 0):
         # The parts that set the scene name the document; the asking part would pull towards whichever
         # documents share its topic.
         naming = [text for text in texts if text not in asking or text == query]
