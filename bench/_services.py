@@ -24,7 +24,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _bin(name: str) -> str:
+def venv_bin(name: str) -> str:
     local = Path(sys.executable).parent / name
     found = str(local) if local.exists() else shutil.which(name)
     if not found:
@@ -32,7 +32,7 @@ def _bin(name: str) -> str:
     return found
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout_s: float = 120) -> None:
+def wait_for_port(port: int, *, proc: subprocess.Popen[bytes], name: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -42,6 +42,18 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout_
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{name} did not open port {port}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, grace_s: float = 20) -> None:
+    """SIGTERM the process group (workers have children), SIGKILL it if it outlives the grace period."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def configure(workdir: Path, **extra_env: str) -> None:
@@ -76,22 +88,16 @@ def services_running(workdir: Path, *, concurrency: int = 2) -> Iterator[None]:
         return proc
 
     try:
-        redis = start("redis", [_bin("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
+        redis = start("redis", [venv_bin("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
                                 "--save", "", "--appendonly", "no", "--dir", str(workdir)])
-        _wait_for_port(redis_port, redis, "redis-server")
-        chroma = start("chroma", [_bin("chroma"), "run", "--host", "127.0.0.1", "--port", str(chroma_port),
+        wait_for_port(redis_port, proc=redis, name="redis-server")
+        chroma = start("chroma", [venv_bin("chroma"), "run", "--host", "127.0.0.1", "--port", str(chroma_port),
                                   "--path", str(workdir / "chroma")])
-        _wait_for_port(chroma_port, chroma, "chroma")
+        wait_for_port(chroma_port, proc=chroma, name="chroma")
         start("worker", [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "ingest,answer",
                          "-c", str(concurrency), "-n", "bench@%h", "--without-gossip", "--without-mingle",
                          "--loglevel", "WARNING"])
         yield
     finally:
         for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_process(proc, grace_s=30)

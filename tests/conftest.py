@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+from bench._services import stop_process, venv_bin, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("DOCS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -32,18 +31,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "netguard"), st
 importlib.import_module("tests.netguard.sitecustomize")
 
 
-def _wait_for_port(port: int, *, proc: subprocess.Popen[bytes], name: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited early with {proc.returncode}; see {LOG_DIR}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{name} did not open port {port} within {timeout_s}s; see {LOG_DIR}")
-
-
 def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = (LOG_DIR / f"{name}.log").open("wb")
@@ -51,43 +38,24 @@ def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> sub
                             start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen[bytes], *, grace_s: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _venv_bin(name: str) -> str:
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if not found:
-        raise RuntimeError(f"{name} not found: run `make setup` first")
-    return found
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     port = int(settings.REDIS_URL.rsplit(":", 1)[1].split("/")[0])
-    proc = _start("redis", [_venv_bin("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+    proc = _start("redis", [venv_bin("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
                             "--save", "", "--appendonly", "no", "--dir", str(RUN_DIR)])
-    _wait_for_port(port, proc=proc, name="redis-server")
+    wait_for_port(port, proc=proc, name="redis-server")
     yield settings.REDIS_URL
-    _stop(proc)
+    stop_process(proc)
 
 
 @pytest.fixture(scope="session")
 def chroma_server() -> Iterator[int]:
     port = settings.CHROMA_PORT
-    proc = _start("chroma", [_venv_bin("chroma"), "run", "--host", "127.0.0.1", "--port", str(port),
+    proc = _start("chroma", [venv_bin("chroma"), "run", "--host", "127.0.0.1", "--port", str(port),
                              "--path", str(RUN_DIR / "chroma")])
-    _wait_for_port(port, proc=proc, name="chroma")
+    wait_for_port(port, proc=proc, name="chroma")
     yield port
-    _stop(proc)
+    stop_process(proc)
 
 
 def worker_env() -> dict[str, str]:
@@ -122,7 +90,7 @@ def services(django_db_setup: None, django_db_blocker: object, redis_server: str
     proc = start_worker("suite")
     wait_for_worker("suite")
     yield
-    _stop(proc, grace_s=30)
+    stop_process(proc, grace_s=30)
 
 
 @pytest.fixture(autouse=True)

@@ -2,24 +2,18 @@
 suite starts (tests/conftest.py) never collide with a running app or another test run."""
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from bench._services import free_port
 
 _RUN_DIR = Path(os.environ.get("DOCS_TEST_RUN_DIR") or tempfile.mkdtemp(prefix="docs-test-"))
 os.environ["DOCS_TEST_RUN_DIR"] = str(_RUN_DIR)
 os.environ.setdefault("DOCS_DATA_DIR", str(_RUN_DIR / "data"))
 os.environ.setdefault("DOCS_TEST_DATABASE_PATH", str(_RUN_DIR / "test.sqlite3"))
 os.environ.setdefault("DOCS_DATABASE_URL", f"sqlite:///{_RUN_DIR / 'unused.sqlite3'}")
-os.environ.setdefault("DOCS_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
-os.environ.setdefault("DOCS_CHROMA_PORT", str(_free_port()))
+os.environ.setdefault("DOCS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+os.environ.setdefault("DOCS_CHROMA_PORT", str(free_port()))
 os.environ.setdefault("DOCS_LLM_CONTEXT_TOKENS", "2048")
 os.environ.setdefault("DOCS_LLM_MAX_ANSWER_TOKENS", "48")
 
