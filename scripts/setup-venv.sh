@@ -20,5 +20,7 @@ pip_install() {
 }
 pip_install --upgrade pip wheel
 pip_install "torch==2.13.0"
+# Before the project: pip would otherwise compile llama.cpp natively for this CPU (see build-llama.sh).
+scripts/build-llama.sh
 pip_install ".[dev]"
 echo "virtualenv ready: .venv"
