@@ -180,6 +180,9 @@ class Answer(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     # The sources as shown to the model, frozen at answer time: [{"number", "chunk_id", "document_id", "page", ...}]
     sources = models.JSONField(default=list)
+    # Runs started on this answer. A run that kills its worker (a native crash in the model) is redelivered;
+    # the counter stops that from looping: past ANSWER_MAX_ATTEMPTS the answer fails with its reason.
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
