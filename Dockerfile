@@ -5,8 +5,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml ./
+# llama.cpp with every x86 CPU variant as a loadable backend, never -march=native: the image runs on CPUs other
+# than the build machine's, and the answer worker proves at start which variant runs (docs_app/adapters/
+# llm_runtime.py). GPU answer image: build FROM a CUDA devel base with
+#   --build-arg LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAVA_BUILD=OFF -DGGML_CUDA=ON"
+ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAVA_BUILD=OFF"
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-    && pip install --no-cache-dir . psycopg[binary]
+    && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install --no-cache-dir --no-binary llama-cpp-python . psycopg[binary]
 COPY . .
 ENV DJANGO_SETTINGS_MODULE=docs_app.settings HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
     DOCS_DATA_DIR=/data DOCS_PRODUCTION=1

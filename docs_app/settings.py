@@ -251,6 +251,15 @@ LLM_CONTEXT_TOKENS = env_int("DOCS_LLM_CONTEXT_TOKENS", 4096)
 LLM_THREADS = env_int("DOCS_LLM_THREADS", max(1, (os.cpu_count() or 2)))
 LLM_GPU_LAYERS = env_int("DOCS_LLM_GPU_LAYERS", 0)
 LLM_MAX_ANSWER_TOKENS = env_int("DOCS_LLM_MAX_ANSWER_TOKENS", 384)
+# Where llama.cpp's loadable backends lie (empty: beside llama-cpp-python's own libraries). Which CPU variant
+# runs is proven at worker start by generating in a child (docs_app/adapters/llm_runtime.py) and remembered here:
+LLM_BACKEND_DIR = env_str("DOCS_LLM_BACKEND_DIR", "")
+LLM_RUNTIME_CACHE = DATA_DIR / "models" / "llm-runtime.json"
+LLM_SELFTEST_TIMEOUT_S = env_int("DOCS_LLM_SELFTEST_TIMEOUT_S", 300)
+# Passages given to the model per question.
+ANSWER_MAX_SOURCES = env_int("DOCS_ANSWER_MAX_SOURCES", 8)
+# Runs of one answer that may die (a native crash kills the worker child) before the answer fails for good.
+ANSWER_MAX_RUNS = env_int("DOCS_ANSWER_MAX_RUNS", 2)
 
 # --- Messaging ---------------------------------------------------------------------------------------
 REDIS_URL = env_str("DOCS_REDIS_URL", "redis://127.0.0.1:6379/0")

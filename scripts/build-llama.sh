@@ -23,8 +23,22 @@ if [[ "${1:-}" == "--cuda" ]]; then
 fi
 WHEELHOUSE="${DOCS_WHEELHOUSE:-$HOME/.cache/private-docs/wheels}/llama-cpp-python-$VERSION-$FLAVOUR"
 PIP=(.venv/bin/python -m pip)
+installed_with_variants() {
+  .venv/bin/python - "$VERSION" <<'PY' 2>/dev/null
+import importlib.metadata, pathlib, sys
+import importlib.util
+spec = importlib.util.find_spec("llama_cpp")
+package = pathlib.Path(next(iter(spec.submodule_search_locations)))
+ok = importlib.metadata.version("llama-cpp-python") == sys.argv[1] and any(
+    any(d.glob("libggml-cpu-x64.so")) for d in (package / "lib", package.parent / "bin"))
+sys.exit(0 if ok else 1)
+PY
+}
+if [[ "$FLAVOUR" == cpu-variants ]] && installed_with_variants; then
+  exit 0
+fi
 if ! ls "$WHEELHOUSE"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
-  echo "building llama-cpp-python $VERSION ($FLAVOUR) — once per machine, about 15 minutes on 2 cores"
+  echo "building llama-cpp-python $VERSION ($FLAVOUR) — once per machine, about 20 minutes on 2 cores"
   mkdir -p "$WHEELHOUSE"
   CMAKE_ARGS="$CMAKE_FLAGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
     "${PIP[@]}" wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \

@@ -17,6 +17,7 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from docs_app.adapters import llm_runtime
 from docs_app.pipeline.prompt import ChatMessage
 
 if TYPE_CHECKING:
@@ -64,7 +65,17 @@ _SHARED_FILE_MODE = 0o644
 class LlamaCppModel:
     """LanguageModel over llama-cpp-python; the chat template comes from the GGUF when it has one."""
 
-    def __init__(self, *, model_path: Path, context_tokens: int, threads: int, gpu_layers: int, seed: int = 0) -> None:
+    def __init__(self, *, model_path: Path, context_tokens: int, threads: int, gpu_layers: int, seed: int = 0,
+                 backend_files: Sequence[str] | None = None) -> None:
+        """backend_files: the llama.cpp backends proven for this machine; None proves them here (once per
+        process, in a child that generates) before the model loads."""
+        if backend_files is None:
+            choice = llm_runtime.runtime_prove(model_path=model_path, backend_dir=llm_runtime.backend_dir_default(),
+                                               gpu_layers=gpu_layers, cache_path=None, timeout_s=300)
+            if not choice.ok:
+                raise llm_runtime.ModelUnavailable(choice.failure_line())
+            backend_files = choice.backend_files
+        llm_runtime.backends_load(backend_files)
         from llama_cpp import Llama
 
         self._path = model_path
@@ -90,17 +101,18 @@ class LlamaCppModel:
 
     @classmethod
     def from_settings(cls, settings: Any) -> LlamaCppModel:
-        """The operator's GGUF when LLM_MODEL_PATH is set, else the stand-in (assembled on first use)."""
-        path = (
-            Path(settings.LLM_MODEL_PATH)
-            if settings.LLM_MODEL_PATH
-            else gguf_standin_ensure(target=Path(settings.LLM_STANDIN_PATH))
-        )
+        """The operator's GGUF when LLM_MODEL_PATH is set, else the stand-in (assembled on first use), on the
+        llama.cpp backend proven to run on this machine (raises llm_runtime.ModelUnavailable if none does)."""
+        path = model_path_from_settings(settings)
+        choice = runtime_prove_from_settings(settings, model_path=path)
+        if not choice.ok:
+            raise llm_runtime.ModelUnavailable(choice.failure_line())
         return cls(
             model_path=path,
             context_tokens=settings.LLM_CONTEXT_TOKENS,
             threads=settings.LLM_THREADS,
             gpu_layers=settings.LLM_GPU_LAYERS,
+            backend_files=choice.backend_files,
         )
 
     @property
@@ -211,6 +223,23 @@ class LlamaCppModel:
 
     def _special_tokens(self, text: str) -> list[int]:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
+def model_path_from_settings(settings: Any) -> Path:
+    if settings.LLM_MODEL_PATH:
+        return Path(settings.LLM_MODEL_PATH)
+    return gguf_standin_ensure(target=Path(settings.LLM_STANDIN_PATH))
+
+
+def runtime_prove_from_settings(settings: Any, *, model_path: Path) -> llm_runtime.RuntimeChoice:
+    """The llama.cpp backend proven for this model on this machine, proven once per process by a child that
+    generates (a parent that proved it hands the choice down through the environment). Never raises: a
+    failed choice carries its reason."""
+    backend_dir = Path(settings.LLM_BACKEND_DIR) if settings.LLM_BACKEND_DIR else llm_runtime.backend_dir_default()
+    return llm_runtime.runtime_prove(model_path=model_path, backend_dir=backend_dir,
+                                     gpu_layers=settings.LLM_GPU_LAYERS,
+                                     cache_path=Path(settings.LLM_RUNTIME_CACHE),
+                                     timeout_s=settings.LLM_SELFTEST_TIMEOUT_S)
 
 
 def _request_message(message: ChatMessage) -> ChatCompletionRequestMessage:

@@ -8,10 +8,9 @@ does nothing; a run that finds it half-streamed announces `restart` on the strea
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,15 +19,24 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
 from docs_app import registry
+from docs_app.adapters.llm_runtime import ModelUnavailable
 from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Question
-from docs_app.pipeline.prompt import PromptBudgetError, Source, citations_parse, prompt_build
+from docs_app.pipeline.prompt import ChatMessage, PromptBudgetError, Source, citations_parse, prompt_build
 from docs_app.services.audit import Action, audit_record, client_address
+from docs_app.services.model_status import model_loaded_publish
 from docs_app.services.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
-from docs_app.services.streams import LEASE_S, answer_lease, redis_client, stream_exists, stream_publish
+from docs_app.services.streams import (
+    LEASE_S,
+    answer_lease,
+    answer_lease_held,
+    stream_exists,
+    stream_publish,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -39,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
-RETRIEVE_K = 8
 NEAREST_SHOWN = 3
 # Below this cosine similarity (all-MiniLM-L6-v2) between what is asked and the best passage, nothing the user
 # can read is about the question: abstain rather than let the model guess. Measured on the bench corpora: the
@@ -51,13 +58,15 @@ MIN_SIMILARITY = 0.30
 # Room for the chat template's turn tokens and tokenizer drift between count_tokens and the real prompt.
 PROMPT_MARGIN_TOKENS = 96
 TEMPERATURE = 0.1
-MODEL_STATUS_KEY = "docs:llm:status"
-MODEL_STATUS_TTL_S = 3600
 ABSTAIN_TEXT = (
     "The documents you can access do not answer this question. The passages nearest to it are listed as "
     "sources for reference; they are not evidence for an answer."
 )
 TERMINAL = frozenset({AnswerStatus.DONE, AnswerStatus.ABSTAINED, AnswerStatus.FAILED})
+CRASHED_TEXT = ("The answer could not be written: the answer worker stopped {runs} times while generating it "
+                "(the model process crashed), so it was not tried again. Please ask again later; an "
+                "administrator can see the model's state on the status page.")
+INTERRUPTED_TEXT = ("The answer was interrupted: the answer worker stopped while writing it. Please ask again.")
 
 
 # --- the web side -------------------------------------------------------------------------------------------
@@ -131,6 +140,13 @@ def answer_generate(*, answer_id: int) -> None:
     if answer is None or answer.status in TERMINAL:
         return  # deleted, or a redelivered message for finished work
     with answer_lease(answer_id=answer_id) as renew_lease:
+        # Counted before any work: a run that kills its process (a native crash in the model) never gets to
+        # record anything afterwards, and its message comes back (reject_on_worker_lost).
+        Answer.objects.filter(pk=answer_id).update(attempts=F("attempts") + 1)
+        runs = Answer.objects.values_list("attempts", flat=True).get(pk=answer_id)
+        if runs > settings.ANSWER_MAX_RUNS:
+            answer_fail(answer=answer, message=CRASHED_TEXT.format(runs=runs - 1))
+            return
         if answer.status == AnswerStatus.STREAMING or stream_exists(answer_id=answer_id):
             # A worker died mid-answer: readers drop what they have shown and follow the new run.
             stream_publish(answer_id=answer_id, event="restart", data="")
@@ -142,31 +158,38 @@ def answer_generate(*, answer_id: int) -> None:
             answer_fail(answer=answer, message=_readable(exc))
 
 
+def answers_fail_abandoned() -> int:
+    """The reconciler's part for answers: one left "streaming" with no live run holding its lease was
+    interrupted (its worker or host died) and fails with that reason instead of waiting for a redelivery
+    that may take an hour. Returns how many."""
+    abandoned = [answer for answer in Answer.objects.select_related("question__asked_by")
+                 .filter(status=AnswerStatus.STREAMING) if not answer_lease_held(answer_id=answer.pk)]
+    for answer in abandoned:
+        answer_fail(answer=answer, message=INTERRUPTED_TEXT)
+    return len(abandoned)
+
+
 def _answer(answer: Answer, *, renew_lease: Callable[[], None]) -> None:
     question = answer.question
-    user = question.asked_by
-    collection_ids = list(question.conversation.collections.values_list("id", flat=True))
-    previous = (Question.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk)
-                .order_by("-id").values_list("text", flat=True).first())
-    query = followup_query(previous=previous, current=question.text)
-    hits = chunks_retrieve(user=user, query=query, collection_ids=collection_ids, k=RETRIEVE_K)
-    relevant = [hit for hit in hits if hit.similarity >= MIN_SIMILARITY]
+    hits, relevant = answer_evidence(question)
     if not relevant:
         shown = [_Shown(n, hit, nearest=True) for n, hit in enumerate(hits[:NEAREST_SHOWN], start=1)]
         _audit_ask(question=question, hits=hits, shown=shown)
         _abstain(answer=answer, shown=shown)
         return
 
-    model, loaded_at = _language_model()
+    try:
+        model, loaded_at = language_model_loaded()
+    except ModelUnavailable:
+        # No model: the person still gets the passages retrieval found, labelled as not an answer.
+        shown = [_Shown(n, hit, nearest=True) for n, hit in enumerate(relevant, start=1)]
+        _audit_ask(question=question, hits=hits, shown=shown)
+        Answer.objects.filter(pk=answer.pk).update(sources=[s.stored() for s in shown])
+        stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.streamed() for s in shown]))
+        raise
     renew_lease()  # the first load of a large model can take a while
-    _model_status_publish(model, loaded_at=loaded_at)
-    history = _history(question)
-    budget = model.context_tokens - settings.LLM_MAX_ANSWER_TOKENS - PROMPT_MARGIN_TOKENS
-    sources = [Source(number=n, title=hit.title, page=hit.page, text=hit.text)
-               for n, hit in enumerate(relevant, start=1)]
-    messages, used = prompt_build(question=question.text, sources=sources, history=history,
-                                  budget_tokens=budget, token_len=model.count_tokens)
-    shown = [_Shown(source.number, relevant[source.number - 1], nearest=False) for source in used]
+    model_loaded_publish(model, loaded_at=loaded_at)
+    messages, shown = answer_prompt(question, relevant=relevant, model=model)
     _audit_ask(question=question, hits=hits, shown=shown)
     stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.streamed() for s in shown]))
 
@@ -185,6 +208,29 @@ def _answer(answer: Answer, *, renew_lease: Callable[[], None]) -> None:
     text = "".join(pieces).strip()
     _finish(answer=answer, status=AnswerStatus.DONE, text=text, shown=shown,
             model_name=str(model.describe().get("name", "")))
+
+
+def answer_evidence(question: Question) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
+    """The passages retrieved for a question (in the scene of the previous one) and those close enough to it
+    to count as evidence."""
+    collection_ids = list(question.conversation.collections.values_list("id", flat=True))
+    previous = (Question.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk)
+                .order_by("-id").values_list("text", flat=True).first())
+    query = followup_query(previous=previous, current=question.text)
+    hits = chunks_retrieve(user=question.asked_by, query=query, collection_ids=collection_ids,
+                           k=settings.ANSWER_MAX_SOURCES)
+    return hits, [hit for hit in hits if hit.similarity >= MIN_SIMILARITY]
+
+
+def answer_prompt(question: Question, *, relevant: list[RetrievedChunk],
+                  model: LanguageModel) -> tuple[list[ChatMessage], list[_Shown]]:
+    """The messages for the model (sources that fit its context, numbered) and the sources as shown."""
+    budget = model.context_tokens - settings.LLM_MAX_ANSWER_TOKENS - PROMPT_MARGIN_TOKENS
+    sources = [Source(number=n, title=hit.title, page=hit.page, text=hit.text)
+               for n, hit in enumerate(relevant, start=1)]
+    messages, used = prompt_build(question=question.text, sources=sources, history=_history(question),
+                                  budget_tokens=budget, token_len=model.count_tokens)
+    return messages, [_Shown(source.number, relevant[source.number - 1], nearest=False) for source in used]
 
 
 def _abstain(*, answer: Answer, shown: list[_Shown]) -> None:
@@ -238,6 +284,9 @@ def answer_fail(*, answer: Answer, message: str) -> None:
 def _readable(exc: BaseException) -> str:
     if isinstance(exc, PromptBudgetError):
         return "The question is too long for the model's context window. Please shorten it."
+    if isinstance(exc, ModelUnavailable):
+        return ("The answer model cannot run on this machine, so no answer was written. The passages found are "
+                "listed as sources. An administrator can see why on the status page.")
     return (f"The answer could not be generated ({type(exc).__name__}). "
             "Please try again or ask an administrator.")
 
@@ -261,14 +310,27 @@ def _history(question: Question) -> list[tuple[str, str]]:
     return [(q, a) for q, a in earlier]
 
 
-@functools.cache
-def _language_model() -> tuple[LanguageModel, str]:
-    """The process's model and when it was loaded (for the status page)."""
-    model = registry.language_model()
-    return model, timezone.now().isoformat()
+_model_lock = threading.Lock()
+_model: tuple[LanguageModel, str] | None = None
 
 
-def _model_status_publish(model: LanguageModel, *, loaded_at: str) -> None:
-    status = {**model.describe(), "pid": os.getpid(), "loaded_at": loaded_at,
-              "refreshed_at": timezone.now().isoformat()}
-    redis_client().set(MODEL_STATUS_KEY, json.dumps(status), ex=MODEL_STATUS_TTL_S)
+def language_model_loaded() -> tuple[LanguageModel, str]:
+    """The process's model and when it was loaded (for the status page). Thread-safe: the worker loads it in
+    the background at start while the first question may already want it."""
+    global _model
+    with _model_lock:
+        if _model is None:
+            _model = (registry.language_model(), timezone.now().isoformat())
+        return _model
+
+
+def answer_model_preload() -> None:
+    """Load the model when the answer worker starts, not when the first person asks (a minute for a large
+    model). Failures are logged and published; the answers then fail with the reason."""
+    try:
+        model, loaded_at = language_model_loaded()
+        model_loaded_publish(model, loaded_at=loaded_at)
+    except Exception:
+        log.exception("the answer model could not be loaded")
+
+

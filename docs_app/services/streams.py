@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
+import socket
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,21 +45,69 @@ LEASE_S = 120
 
 
 class AnswerBusy(Exception):
-    """Another run holds this answer's lease (a duplicate delivery, or a dead run's lease not yet lapsed)."""
+    """Another live run holds this answer's lease (a duplicate delivery, or a dead run's lease not yet lapsed)."""
+
+
+# Compare-and-act on the lease value, so a run never renews, steals or releases a lease that is not its own.
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+_STEAL = ("if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
+          "return 1 end return 0")
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def lease_key(answer_id: int) -> str:
+    return f"docs:answer:{answer_id}:lease"
+
+
+def lease_holder_pid(answer_id: int) -> int | None:
+    """The process id of the run holding the answer's lease (for the status page and fault tests)."""
+    value = redis_client().get(lease_key(answer_id))
+    parts = str(value).split(":") if value else []
+    return int(parts[1]) if len(parts) == 3 and parts[1].isascii() and parts[1].isdigit() else None
+
+
+def _holder_dead(value: str) -> bool:
+    """The holder ran on this host and its process is gone: a worker child killed mid-answer. Its work can be
+    taken over at once instead of after the lease lapses. Holders on other hosts are left to the lease."""
+    host, _, rest = value.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @contextlib.contextmanager
 def answer_lease(*, answer_id: int) -> Iterator[Callable[[], None]]:
     """One run per answer at a time: two runs writing one stream would interleave their tokens. Yields a
-    function that renews the lease; raises AnswerBusy when another run holds it."""
-    lock = redis_client().lock(f"docs:answer:{answer_id}:lease", timeout=LEASE_S, blocking=False)
-    if not lock.acquire():
-        raise AnswerBusy(f"answer {answer_id} is being written by another run")
+    function that renews the lease; raises AnswerBusy when another live run holds it."""
+    client = redis_client()
+    key = lease_key(answer_id)
+    mine = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    if not client.set(key, mine, nx=True, ex=LEASE_S):
+        holder = client.get(key)
+        taken = holder is not None and _holder_dead(str(holder)) and client.eval(
+            _STEAL, 1, key, str(holder), mine, LEASE_S)
+        if not taken and not client.set(key, mine, nx=True, ex=LEASE_S):
+            raise AnswerBusy(f"answer {answer_id} is being written by another run")
+
+    def renew() -> None:
+        client.eval(_RENEW, 1, key, mine, LEASE_S)
+
     try:
-        yield lock.reacquire
+        yield renew
     finally:
-        with contextlib.suppress(redis.exceptions.LockError):  # lapsed meanwhile: nothing to release
-            lock.release()
+        with contextlib.suppress(redis.RedisError):
+            client.eval(_RELEASE, 1, key, mine)
+
+
+def answer_lease_held(*, answer_id: int) -> bool:
+    return bool(redis_client().exists(lease_key(answer_id)))
 
 
 def stream_key(answer_id: int) -> str:

@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from docs_app.selectors import system_status_get
+from docs_app.services.model_status import STANDIN_NOTE
 
 
 @login_required
@@ -16,4 +17,4 @@ from docs_app.selectors import system_status_get
 def status_view(request: HttpRequest) -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("Only administrators see the system status")
-    return render(request, "status.html", {"status": system_status_get()})
+    return render(request, "status.html", {"status": system_status_get(), "standin_note": STANDIN_NOTE})

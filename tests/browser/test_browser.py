@@ -30,6 +30,8 @@ CONTRACTS = [
 LOCKED = HOSTILE_DIR / "pdfminer__rc4-40.pdf"
 QUESTION = "What insurance must the Vendor maintain?"
 PROCESSING_TIMEOUT_MS = 300_000
+# An answer ends (done, abstained or failed with its reason) within two minutes, or the test fails fast.
+ANSWER_TIMEOUT_MS = 120_000
 
 
 def _user(name: str, **extra: Any) -> User:
@@ -119,7 +121,7 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     answer = page.locator(".answer[data-answer-id]").last
     answer.wait_for()
     expect(answer.locator(".answer-status")).to_have_text(re.compile(r"^\s*(done|abstained|failed)\s*$"),
-                                                          timeout=PROCESSING_TIMEOUT_MS)
+                                                          timeout=ANSWER_TIMEOUT_MS)
     status = (answer.locator(".answer-status").text_content() or "").strip()
     assert status == "done", answer.inner_text()
     assert answer.locator(".answer-text").inner_text().strip()

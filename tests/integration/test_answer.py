@@ -28,9 +28,10 @@ from docs_app.models import (
     Role,
 )
 from docs_app.pipeline.prompt import citations_parse
-from docs_app.services.answering import MODEL_STATUS_KEY, answer_generate
+from docs_app.services.answering import answer_generate
 from docs_app.services.audit import Action
 from docs_app.services.documents import document_upload
+from docs_app.services.model_status import MODEL_STATUS_KEY
 from docs_app.services.retrieval import chunks_retrieve
 from docs_app.services.streams import AnswerBusy, redis_client, stream_exists
 from tests.conftest import CUAD_DIR, wait_until
@@ -153,7 +154,7 @@ def test_question_streams_tokens_and_sources_and_stores_valid_citations(services
     # written again from scratch, and the question is audited once.
     Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.STREAMING)
     answer_generate_task.delay(answer.pk)
-    wait_until(lambda: Answer.objects.get(pk=answer.pk).status == AnswerStatus.DONE, timeout_s=300,
+    wait_until(lambda: Answer.objects.get(pk=answer.pk).status == AnswerStatus.DONE, timeout_s=120,
                what="the redelivered answer")
     again = _events(client, asked["stream_url"], last_event_id=events[-1].id)
     assert again[0].event == "restart" and again[1].event == "sources" and again[-1].event == "done"
@@ -249,7 +250,7 @@ def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(ser
     # The owner's stream still ends normally; revoke the grant and the sources are no longer relayed.
     wait_until(lambda: Answer.objects.get(pk=asked["answer_id"]).status in {AnswerStatus.DONE,
                                                                              AnswerStatus.ABSTAINED},
-               timeout_s=300, what="the answer")
+               timeout_s=120, what="the answer")
     Grant.objects.filter(collection=secret, user=owner).delete()
     events = _events(owner_client, asked["stream_url"])
     assert json.loads(events[0].data) == []
