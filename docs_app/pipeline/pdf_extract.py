@@ -11,19 +11,16 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from docs_app.pipeline.pdf_extract_child import EXIT_OUT_OF_MEMORY
+from docs_app.pipeline.sandbox import EXIT_OUT_OF_MEMORY, child_command, child_env
 
 _MAGIC_WINDOW = 1024
 _DETAIL_CHARS = 300
 _READ_SIZE = 1 << 16
-# The directory that holds the docs_app package, so the child finds it whatever its working dir.
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _UNEXPECTED_OUTPUT = "extraction failed (unexpected output from the extractor)"
 
 # Leading bytes of formats people upload by mistake, to name them in the rejection.
@@ -123,8 +120,8 @@ def pdf_extract_pages(
                 raise ExtractionError(_UNEXPECTED_OUTPUT)
 
     # The child sets its own address-space limit once its imports are done: see pdf_extract_child.
-    command = [sys.executable, "-m", "docs_app.pipeline.pdf_extract_child"]
-    command += [str(path.resolve()), str(max_pages), str(memory_limit_mb)]
+    command = child_command("docs_app.pipeline.pdf_extract_child", str(path.resolve()), str(max_pages),
+                            str(memory_limit_mb))
     returncode, stderr_tail = _run_child(
         command, timeout_s=timeout_s, max_output_bytes=memory_limit_mb * 1024 * 1024, on_message=receive
     )
@@ -150,14 +147,13 @@ def _run_child(
 
     The child's process group is killed on timeout and whenever on_message raises (fail fast).
     """
-    python_path = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     deadline = time.monotonic() + timeout_s
     child = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=dict(os.environ, PYTHONPATH=python_path),
+        env=child_env(),
         start_new_session=True,  # its own process group, so one kill reaches anything it started
     )
     assert child.stdout is not None and child.stderr is not None

@@ -12,52 +12,40 @@ renders page n (1-based) to `out` as PNG, with the passage at characters [start,
     {"error": "..."}                      the page could not be rendered
 
 Rendering decodes images and fonts that text extraction never touched, so an untrusted PDF gets the same
-treatment here as in pdf_extract_child: an address-space limit, no core dump, and a parent that kills us
-on a timeout. Keep imports light: no Django.
+treatment here as in pdf_extract_child (pipeline.sandbox): an address-space limit, no core dump, exit code
+EXIT_OUT_OF_MEMORY when memory runs out, and a parent that kills us on a timeout. Keep imports light: no Django.
 """
 
-import importlib
 import json
-import os
-import resource
 import sys
 from typing import Any, TextIO
 
-EXIT_OUT_OF_MEMORY = 86
+from docs_app.pipeline.sandbox import exit_if_out_of_memory, out_of_memory, protocol_out, pymupdf_limited, send
+
 _HIGHLIGHT_FILL = (1.0, 0.84, 0.0)
 _HIGHLIGHT_OPACITY = 0.4
 
 
 def main() -> None:
     request = json.load(sys.stdin)
-    # The protocol goes to a private descriptor; anything MuPDF prints to fd 1 lands on stderr instead.
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
+    out = protocol_out()
     try:
         _render(out, request)
-    except MemoryError:
-        os._exit(EXIT_OUT_OF_MEMORY)
+    except Exception as exc:
+        exit_if_out_of_memory(exc)
+        raise
 
 
 def _render(out: TextIO, request: dict[str, Any]) -> None:
-    # See pdf_extract_child: these optional imports cost 450 MB of address space and are never used here.
-    sys.modules["pymupdf4llm"] = None  # type: ignore[assignment]
-    sys.modules["pymupdf.layout"] = None  # type: ignore[assignment]
-    pymupdf: Any = importlib.import_module("pymupdf")
-
-    limit = int(request["memory_mb"]) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    pymupdf.TOOLS.mupdf_display_errors(False)
-    pymupdf.TOOLS.mupdf_display_warnings(False)
+    pymupdf = pymupdf_limited(int(request["memory_mb"]))
     try:
         doc = pymupdf.open(request["path"], filetype="pdf")
         if doc.needs_pass:
-            _send(out, {"error": "password protected"})
+            send(out, {"error": "password protected"})
             return
         number = int(request["page"])
         if not 1 <= number <= doc.page_count:
-            _send(out, {"error": "no such page"})
+            send(out, {"error": "no such page"})
             return
         page = doc.load_page(number - 1)
         highlighted = 0
@@ -75,14 +63,12 @@ def _render(out: TextIO, request: dict[str, Any]) -> None:
                    float(request["max_side_px"]) / longest)
         pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
         pixmap.save(request["out"], output="png")
-    except MemoryError:
-        raise
     except Exception as exc:
-        if "alloc" in str(exc) and "failed" in str(exc):
-            raise MemoryError from exc
-        _send(out, {"error": f"{type(exc).__name__}: {exc}"[:300]})
+        if out_of_memory(exc):
+            raise
+        send(out, {"error": f"{type(exc).__name__}: {exc}"[:300]})
         return
-    _send(out, {"ok": True, "highlighted": highlighted})
+    send(out, {"ok": True, "highlighted": highlighted})
 
 
 def _passage_rects(pymupdf: Any, page: Any, highlight: dict[str, Any]) -> list[Any]:
@@ -123,11 +109,6 @@ def _passage_rects(pymupdf: Any, page: Any, highlight: dict[str, Any]) -> list[A
         if len(needle) >= 12:
             rects.extend(page.search_for(needle))
     return rects
-
-
-def _send(out: TextIO, message: dict[str, object]) -> None:
-    out.write(json.dumps(message) + "\n")
-    out.flush()
 
 
 if __name__ == "__main__":
