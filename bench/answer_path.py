@@ -41,13 +41,14 @@ ANSWER_TOKENS = 48
 
 def _ingest(pdfs: list[Path]) -> Any:
     from docs_app.models import Collection, Document, DocumentStatus
+    from docs_app.services.actor import SYSTEM
     from docs_app.services.documents import document_upload
 
     collection, _ = Collection.objects.get_or_create(name="bench-answer-path")
     if not Document.objects.filter(collection=collection).exists():
         for pdf in pdfs:
             with pdf.open("rb") as source:
-                document_upload(collection=collection, name=pdf.name, source=source, uploaded_by=None)
+                document_upload(collection=collection, name=pdf.name, source=source, actor=SYSTEM)
     deadline = time.monotonic() + 1800
     while Document.objects.filter(collection=collection).exclude(
             status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
@@ -64,6 +65,7 @@ def _app_side(collection: Any, questions: list[str]) -> tuple[list[dict[str, flo
 
     from docs_app import registry
     from docs_app.models import Grant, Question, Role
+    from docs_app.services.actor import Actor
     from docs_app.services.answering import answer_evidence, answer_prompt, conversation_start
     from docs_app.services.streams import stream_read
 
@@ -72,7 +74,7 @@ def _app_side(collection: Any, questions: list[str]) -> tuple[list[dict[str, flo
     figures, prompts = [], []
     for text in questions:
         started = time.monotonic()
-        answer = conversation_start(user=user, text=text, collection_ids=[collection.pk], request=None)
+        answer = conversation_start(actor=Actor(user=user), text=text, collection_ids=[collection.pk])
         first = last = 0.0
         pieces, after, finished = 0, "0-0", False
         while not finished:

@@ -12,28 +12,29 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from docs_app.models import AuditEvent, Collection, Document, Grant, Role
+from docs_app.services.actor import Actor
 from docs_app.services.documents import document_delete
 from docs_app.services.grants import collection_create, grant_revoke, grant_set, wall_remove, wall_set
+from docs_app.web import request_actor
 
 
-def _grant_apply(*, request: HttpRequest, before: Grant | None, after: Grant | None) -> None:
+def _grant_apply(*, actor: Actor, before: Grant | None, after: Grant | None) -> None:
     """Turn one admin edit of a Grant row into service calls: set what is, then remove what was. Setting first
     matters: moving the only manager grant from one person to another must never pass through "no manager"."""
     moved = before is not None and (after is None or (before.user_id, before.group_id) != (after.user_id,
                                                                                             after.group_id))
     if after is not None:
         if not moved and before is not None and before.role == Role.DENY and after.role != Role.DENY:
-            wall_remove(grant=before, actor=request.user, request=request)
+            wall_remove(grant=before, actor=actor)
         who: dict[str, Any] = {"user": after.user, "group": after.group}
         if after.role == Role.DENY:
-            saved = wall_set(collection=after.collection, actor=request.user, request=request, **who)
+            saved = wall_set(collection=after.collection, actor=actor, **who)
         else:
-            saved = grant_set(collection=after.collection, role=after.role, actor=request.user,
-                              request=request, **who)
+            saved = grant_set(collection=after.collection, role=after.role, actor=actor, **who)
         after.pk = saved.pk
     if moved and before is not None:
         remover = wall_remove if before.role == Role.DENY else grant_revoke
-        remover(grant=before, actor=request.user, request=request)
+        remover(grant=before, actor=actor)
 
 
 def _refused(request: HttpRequest, error: ValidationError) -> None:
@@ -64,9 +65,7 @@ class CollectionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if change:
             obj.save()
             return
-        assert request.user.is_authenticated  # the admin site lets no one else in
-        created = collection_create(name=obj.name, description=obj.description, created_by=request.user,
-                                    request=request)
+        created = collection_create(name=obj.name, description=obj.description, actor=request_actor(request))
         obj.pk, obj.created_by, obj.created_at = created.pk, created.created_by, created.created_at
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
@@ -76,9 +75,9 @@ class CollectionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         pending = formset.save(commit=False)
         try:
             for grant in pending:
-                _grant_apply(request=request, before=_grant_before(grant), after=grant)
+                _grant_apply(actor=request_actor(request), before=_grant_before(grant), after=grant)
             for deleted in formset.deleted_objects:
-                _grant_apply(request=request, before=_grant_before(deleted), after=None)
+                _grant_apply(actor=request_actor(request), before=_grant_before(deleted), after=None)
         except ValidationError as error:
             _refused(request, error)
 
@@ -96,20 +95,20 @@ class GrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def save_model(self, request: HttpRequest, obj: Grant, form: Any, change: bool) -> None:
         try:
-            _grant_apply(request=request, before=_grant_before(obj) if change else None, after=obj)
+            _grant_apply(actor=request_actor(request), before=_grant_before(obj) if change else None, after=obj)
         except ValidationError as error:
             _refused(request, error)
 
     def delete_model(self, request: HttpRequest, obj: Grant) -> None:
         try:
-            _grant_apply(request=request, before=obj, after=None)
+            _grant_apply(actor=request_actor(request), before=obj, after=None)
         except ValidationError as error:
             _refused(request, error)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Grant]) -> None:
         try:
             for grant in queryset.select_related("user", "group", "collection"):
-                _grant_apply(request=request, before=grant, after=None)
+                _grant_apply(actor=request_actor(request), before=grant, after=None)
         except ValidationError as error:
             _refused(request, error)
 
@@ -133,11 +132,11 @@ class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
-        document_delete(document=obj, actor=request.user, request=request)
+        document_delete(document=obj, actor=request_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         for document in queryset:
-            document_delete(document=document, actor=request.user, request=request)
+            document_delete(document=document, actor=request_actor(request))
 
 
 @admin.register(AuditEvent)

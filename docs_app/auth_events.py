@@ -13,12 +13,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 
+from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_record
+from docs_app.web import client_address, request_actor
 
 
 def on_user_logged_in(sender: Any, request: HttpRequest | None, user: AbstractBaseUser,
                       **kwargs: Any) -> None:
-    audit_record(action=Action.LOGIN, actor=user, request=request, target_type="user", target_id=user.pk)
+    audit_record(action=Action.LOGIN, actor=request_actor(request, user), target_type="user", target_id=user.pk)
 
 
 def on_user_logged_out(sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None,
@@ -26,7 +28,7 @@ def on_user_logged_out(sender: Any, request: HttpRequest | None, user: AbstractB
     if user is None:
         return  # a logout without a session logs nobody out
     reason = getattr(request, "docs_logout_reason", "user")
-    audit_record(action=Action.LOGOUT, actor=user, request=request, target_type="user", target_id=user.pk,
+    audit_record(action=Action.LOGOUT, actor=request_actor(request, user), target_type="user", target_id=user.pk,
                  details={"reason": reason})
 
 
@@ -40,8 +42,8 @@ def on_user_login_failed(sender: Any, credentials: dict[str, Any], request: Http
     locked = bool(getattr(request, "axes_locked_out", False))
     audit_record(
         action=Action.LOGIN_FAILED,
+        actor=Actor(address=client_address(request)),  # nobody signed in: the address alone
         actor_name=account.get_username() if account is not None else "",
-        request=request,
         target_type="user",
         target_id=account.pk if account is not None else "",
         outcome="locked_out" if locked else "failed",

@@ -135,6 +135,15 @@ def chunk_vector_id(*, document_id: int, version: int, ordinal: int) -> str:
     return f"{document_id}:{version}:{ordinal}"
 
 
+def chunk_vector_key(vector_id: str) -> tuple[int, int, int] | None:
+    """(document id, version, ordinal) of a vector id written by chunk_vector_id; None for anything else."""
+    try:
+        document_id, version, ordinal = (int(part) for part in vector_id.split(":"))
+    except ValueError:
+        return None
+    return document_id, version, ordinal
+
+
 class Conversation(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=300)
@@ -188,6 +197,11 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"answer to {self.question_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        """Done, abstained or failed: no run will write to it again."""
+        return self.status in {AnswerStatus.DONE, AnswerStatus.ABSTAINED, AnswerStatus.FAILED}
 
 
 class Citation(models.Model):

@@ -111,6 +111,7 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
     "docs_app.session_idle.SessionIdleTimeoutMiddleware",
     "docs_app.middleware.SecurityHeadersMiddleware",
+    "docs_app.middleware.UnreadableMiddleware",
 ]
 
 ROOT_URLCONF = "docs_app.urls"

@@ -1,12 +1,24 @@
-"""Thin tasks: take IDs, call one service, own the retry policy."""
+"""Thin tasks: take IDs, call one service, own the retry policy.
+
+This module sits above the services: it imports them, and they never import it (they queue tasks by name
+through docs_app.services.enqueue), so the import graph has no circle.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.signals import celeryd_after_setup, worker_process_init, worker_ready
 
+from docs_app import registry
+from docs_app.services.answering import answer_generate, answer_model_preload, answers_fail_abandoned
+from docs_app.services.documents import documents_requeue_unfinished
+from docs_app.services.index import keyword_index_compact
+from docs_app.services.ingest import document_fail, document_ingest
+from docs_app.services.model_status import answer_runtime_prepare
 from docs_app.services.streams import LEASE_S, AnswerBusy
 from workers.celery import app
 
@@ -27,8 +39,6 @@ else:
 class IngestTask(_TaskBase):
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         # Retries exhausted on an unexpected error: the document fails with the reason, it does not vanish.
-        from docs_app.services.ingest import document_fail
-
         document_id = kwargs.get("document_id", args[0] if args else None)
         if document_id is not None:
             document_fail(document_id=document_id, reason=f"internal error: {type(exc).__name__}: {exc}"[:500])
@@ -37,24 +47,18 @@ class IngestTask(_TaskBase):
 @app.task(base=IngestTask, autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60,
           max_retries=4, **_RELIABLE)
 def document_ingest_task(document_id: int) -> None:
-    from docs_app.services.ingest import document_ingest
-
     document_ingest(document_id=document_id)
 
 
 @app.task(autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=300, max_retries=10,
           **_RELIABLE)
 def vectors_delete_task(document_id: int) -> None:
-    from docs_app import registry
-
     registry.vector_store().delete_document(document_id=document_id)
 
 
 @app.task(autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60, max_retries=5,
           **_RELIABLE)
 def keyword_index_compact_task() -> None:
-    from docs_app.services.index import keyword_index_compact
-
     keyword_index_compact()
 
 
@@ -62,6 +66,44 @@ def keyword_index_compact_task() -> None:
 @app.task(queue="answer", autoretry_for=(AnswerBusy,), default_retry_delay=LEASE_S // 2, max_retries=10,
           **_RELIABLE)
 def answer_generate_task(answer_id: int) -> None:
-    from docs_app.services.answering import answer_generate
-
     answer_generate(answer_id=answer_id)
+
+
+# --- The worker's start-up: signal handlers live here, beside the tasks, because they call services ---------
+
+# Set in the worker's main process before its pool processes fork, read in each of them.
+_answers_here = False
+
+
+def _consumed_queues(worker: Any) -> set[str]:
+    return {queue.name for queue in worker.app.amqp.queues.consume_from.values()} if worker else set()
+
+
+@celeryd_after_setup.connect
+def _prove_answer_model(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
+    # Before the pool starts: prove in a child process that the model generates on this CPU and which
+    # llama.cpp backend does it. The choice reaches the pool processes through the environment; a failure
+    # is one log line and a red state on /status/, and every answer then fails with the reason.
+    global _answers_here
+    if "answer" in _consumed_queues(instance):
+        _answers_here = True
+        answer_runtime_prepare()
+
+
+@worker_process_init.connect
+def _preload_answer_model(**kwargs: Any) -> None:
+    # In a thread: the pool process must report ready within seconds, a large model takes longer to load.
+    if _answers_here:
+        threading.Thread(target=answer_model_preload, name="model-preload", daemon=True).start()
+
+
+@worker_ready.connect
+def _requeue_unfinished(sender: Any = None, **kwargs: Any) -> None:
+    # Redis only carries messages: when a worker comes up (after a crash, a reboot, a lost Redis), whatever
+    # the database says is unfinished is queued again (ingestion is idempotent: a document also still in the
+    # queue is skipped the second time), and answers whose run died are failed with the reason.
+    queues = _consumed_queues(sender)
+    if "ingest" in queues:
+        documents_requeue_unfinished()
+    if "answer" in queues:
+        answers_fail_abandoned()

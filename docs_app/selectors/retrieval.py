@@ -30,11 +30,11 @@ import numpy.typing as npt
 from django.db import connection
 
 from docs_app import registry
-from docs_app.models import Chunk, DocumentStatus
+from docs_app.models import Chunk, DocumentStatus, chunk_vector_key
 from docs_app.services.access import collections_readable
 
 if TYPE_CHECKING:
-    from docs_app.services.access import AnyUser
+    from docs_app.services.actor import AnyUser
 
 
 @dataclass(frozen=True)
@@ -210,13 +210,7 @@ def _dense_ranked(vector: npt.NDArray[np.float32], *, collection_ids: list[int],
     version is not the document's current one, or whose row is gone, are stale and dropped here."""
     hits = registry.vector_store().query(embedding=vector, k=limit, collection_ids=collection_ids,
                                          document_ids=document_ids)
-    keys: list[tuple[int, int, int]] = []
-    for hit in hits:
-        try:
-            document_id, version, ordinal = (int(part) for part in hit.vector_id.split(":"))
-        except ValueError:
-            continue
-        keys.append((document_id, version, ordinal))
+    keys = [key for key in (chunk_vector_key(hit.vector_id) for hit in hits) if key is not None]
     if not keys:
         return []
     rows = Chunk.objects.filter(

@@ -7,19 +7,22 @@ Staff and superusers get no implicit access to documents: administering the syst
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import Http404
 
-from docs_app.models import Chunk, Collection, Document, Grant, Role
+from docs_app.models import Answer, Chunk, Collection, Conversation, Document, Grant, Role
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from docs_app.services.actor import AnyUser
 
-    AnyUser = AbstractBaseUser | AnonymousUser
+
+class Unreadable(Exception):
+    """Absent, or not the user's to read: the two look the same, so an ID probe learns nothing. The web answers
+    404 for it (docs_app.middleware.UnreadableMiddleware), exactly as for a page that does not exist."""
 
 
 class Ability(IntEnum):
@@ -56,11 +59,11 @@ def collection_ability(user: AnyUser, collection: Collection) -> Ability | None:
 
 
 def collection_get(user: AnyUser, collection_id: int, ability: Ability = Ability.READ) -> Collection:
-    """The collection if the user holds `ability` on it. Not-readable and absent look the same (404), so an ID
-    probe learns nothing; readable but not permitted for this ability is a plain 403."""
+    """The collection if the user holds `ability` on it. Not-readable and absent look the same (Unreadable), so
+    an ID probe learns nothing; readable but not permitted for this ability is a plain 403."""
     collection = collections_readable(user).filter(pk=collection_id).first()
     if collection is None:
-        raise Http404("No such collection")
+        raise Unreadable("No such collection")
     held = collection_ability(user, collection)
     if held is None or held < ability:
         raise PermissionDenied("Your role on this collection does not allow that")
@@ -74,7 +77,7 @@ def documents_readable(user: AnyUser) -> QuerySet[Document]:
 def document_get(user: AnyUser, document_id: int, ability: Ability = Ability.READ) -> Document:
     document = documents_readable(user).select_related("collection").filter(pk=document_id).first()
     if document is None:
-        raise Http404("No such document")
+        raise Unreadable("No such document")
     held = collection_ability(user, document.collection)
     if held is None or held < ability:
         raise PermissionDenied("Your role on this collection does not allow that")
@@ -83,3 +86,34 @@ def document_get(user: AnyUser, document_id: int, ability: Ability = Ability.REA
 
 def chunks_readable(user: AnyUser) -> QuerySet[Chunk]:
     return Chunk.objects.filter(document__collection__in=collections_readable(user))
+
+
+def document_ids_readable(user: AnyUser, document_ids: Iterable[object]) -> set[int]:
+    """Which of these ids name documents the user may read now (anything that is not an int is dropped: the ids
+    come from stored JSON)."""
+    ids = {d for d in document_ids if isinstance(d, int)}
+    return set(documents_readable(user).filter(id__in=ids).values_list("id", flat=True))
+
+
+# --- Conversations and answers belong to the person who asked -------------------------------------------
+
+def conversation_get(user: AnyUser, conversation_id: int) -> Conversation:
+    """The user's own conversation; someone else's looks exactly like a missing one."""
+    conversation = Conversation.objects.filter(pk=conversation_id, owner_id=user.pk).first()
+    if conversation is None:
+        raise Unreadable("No such conversation")
+    return conversation
+
+
+def conversation_check_owner(user: AnyUser, conversation: Conversation) -> None:
+    """For services handed a conversation object: only its owner asks in it."""
+    if conversation.owner_id != user.pk:
+        raise PermissionDenied("Not your conversation")
+
+
+def answer_get(user: AnyUser, answer_id: int) -> Answer:
+    """An answer to one of the user's own questions; any other looks exactly like a missing one."""
+    answer = Answer.objects.filter(pk=answer_id, question__asked_by_id=user.pk).first()
+    if answer is None:
+        raise Unreadable("No such answer")
+    return answer

@@ -20,16 +20,18 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
-from django.urls import reverse
 from django.utils import timezone
 
 from docs_app import registry
 from docs_app.adapters.llm_runtime import ModelUnavailable
 from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Question
 from docs_app.pipeline.prompt import ChatMessage, PromptBudgetError, Source, citations_parse, prompt_build
-from docs_app.services.audit import Action, audit_record, client_address
+from docs_app.selectors.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
+from docs_app.services.access import conversation_check_owner
+from docs_app.services.actor import Actor
+from docs_app.services.audit import Action, audit_record
+from docs_app.services.enqueue import answer_generate_enqueue
 from docs_app.services.model_status import model_loaded_publish
-from docs_app.services.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
 from docs_app.services.streams import (
     LEASE_S,
     answer_lease,
@@ -40,7 +42,6 @@ from docs_app.services.streams import (
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
-    from django.http import HttpRequest
 
     from docs_app.adapters.llm import LanguageModel
 
@@ -62,7 +63,6 @@ ABSTAIN_TEXT = (
     "The documents you can access do not answer this question. The passages nearest to it are listed as "
     "sources for reference; they are not evidence for an answer."
 )
-TERMINAL = frozenset({AnswerStatus.DONE, AnswerStatus.ABSTAINED, AnswerStatus.FAILED})
 CRASHED_TEXT = ("The answer could not be written: the answer worker stopped {runs} times while generating it "
                 "(the model process crashed), so it was not tried again. Please ask again later; an "
                 "administrator can see the model's state on the status page.")
@@ -71,34 +71,36 @@ INTERRUPTED_TEXT = ("The answer was interrupted: the answer worker stopped while
 
 # --- the web side -------------------------------------------------------------------------------------------
 
-def conversation_start(*, user: User, text: str, collection_ids: Sequence[int] | None,
-                       request: HttpRequest | None) -> Answer:
+def conversation_start(*, actor: Actor, text: str, collection_ids: Sequence[int] | None) -> Answer:
     """A new conversation over the chosen collections (narrowed to what the user may read) and its first
     question."""
+    user = _asker(actor)
     allowed = allowed_collection_ids(user=user, collection_ids=collection_ids)
     clean = _question_clean(text)
     with transaction.atomic():
         conversation = Conversation.objects.create(owner=user, title=" ".join(clean.split())[:300])
         conversation.collections.set(allowed)
-        return question_ask(conversation=conversation, user=user, text=clean, request=request)
+        return question_ask(conversation=conversation, actor=actor, text=clean)
 
 
-def question_ask(*, conversation: Conversation, user: User, text: str,
-                 request: HttpRequest | None) -> Answer:
+def question_ask(*, conversation: Conversation, actor: Actor, text: str) -> Answer:
     """Record the question with a pending answer and queue it for the answer worker once committed."""
-    from workers.tasks import answer_generate_task
-
-    if conversation.owner_id != user.pk:
-        raise PermissionDenied("Not your conversation")
+    user = _asker(actor)
+    conversation_check_owner(user, conversation)
     clean = _question_clean(text)
     with transaction.atomic():
         question = Question.objects.create(conversation=conversation, asked_by=user, text=clean,
-                                           client_address=client_address(request))
+                                           client_address=actor.address)
         answer = Answer.objects.create(question=question)
-        answer_id = answer.pk
-        # After commit: the worker must never look for a row that is not there yet.
-        transaction.on_commit(lambda: answer_generate_task.delay(answer_id))
+        answer_generate_enqueue(answer_id=answer.pk)
     return answer
+
+
+def _asker(actor: Actor) -> User:
+    user = actor.account
+    if user is None:
+        raise PermissionDenied("Sign in to ask")
+    return user
 
 
 def _question_clean(text: str) -> str:
@@ -108,10 +110,6 @@ def _question_clean(text: str) -> str:
     if len(clean) > MAX_QUESTION_CHARS:
         raise ValidationError(f"Please keep the question under {MAX_QUESTION_CHARS} characters.")
     return clean
-
-
-def viewer_url(*, document_id: int, page: int, chunk_id: int) -> str:
-    return f"{reverse('document', args=[document_id])}?page={page}&chunk={chunk_id}"
 
 
 # --- the worker side ----------------------------------------------------------------------------------------
@@ -124,11 +122,10 @@ class _Shown:
 
     def stored(self) -> dict[str, Any]:
         """What the Answer row keeps: ids and places, never the passage text (the Chunk row has it, and an
-        erased document must take its text with it)."""
+        erased document must take its text with it), nor a link (selectors.answers builds it when shown)."""
         hit = self.hit
         return {"number": self.number, "chunk_id": hit.chunk_id, "document_id": hit.document_id,
-                "title": hit.title, "page": hit.page, "nearest": self.nearest,
-                "url": viewer_url(document_id=hit.document_id, page=hit.page, chunk_id=hit.chunk_id)}
+                "title": hit.title, "page": hit.page, "nearest": self.nearest}
 
     def streamed(self) -> dict[str, Any]:
         return {**self.stored(), "text": self.hit.text}
@@ -137,7 +134,7 @@ class _Shown:
 def answer_generate(*, answer_id: int) -> None:
     answer = Answer.objects.select_related("question__conversation", "question__asked_by").filter(
         pk=answer_id).first()
-    if answer is None or answer.status in TERMINAL:
+    if answer is None or answer.is_finished:
         return  # deleted, or a redelivered message for finished work
     with answer_lease(answer_id=answer_id) as renew_lease:
         # Counted before any work: a run that kills its process (a native crash in the model) never gets to
@@ -254,11 +251,11 @@ def _finish(*, answer: Answer, status: str, text: str, shown: list[_Shown], mode
             model_name=model_name[:200], finished_at=timezone.now(),
         )
         question = answer.question
-        audit_record(action=Action.ANSWER, actor=question.asked_by, target_type="answer", target_id=answer.pk,
-                     address=question.client_address, outcome=str(status),
+        audit_record(action=Action.ANSWER, actor=_asked_by(question), target_type="answer", target_id=answer.pk,
+                     outcome=str(status),
                      details={"question_id": question.pk,
                               "cited_chunks": [by_number[n].hit.chunk_id for n in cited]})
-    keys = ("number", "chunk_id", "document_id", "page", "url")
+    keys = ("number", "chunk_id", "document_id", "page")
     citations = [{key: by_number[n].stored()[key] for key in keys} for n in cited]
     stream_publish(answer_id=answer.pk, event="done",
                    data=json.dumps({"status": str(status), "text": text, "citations": citations}))
@@ -270,8 +267,8 @@ def answer_fail(*, answer: Answer, message: str) -> None:
         with transaction.atomic():
             Answer.objects.filter(pk=answer.pk).update(status=AnswerStatus.FAILED, error=message[:2000],
                                                        finished_at=timezone.now())
-            audit_record(action=Action.ANSWER, actor=answer.question.asked_by, target_type="answer",
-                         target_id=answer.pk, address=answer.question.client_address, outcome="failed",
+            audit_record(action=Action.ANSWER, actor=_asked_by(answer.question), target_type="answer",
+                         target_id=answer.pk, outcome="failed",
                          details={"question_id": answer.question_id, "reason": message[:300]})
     except Exception:  # the stream below still tells the reader
         log.exception("could not record the failure of answer %s", answer.pk)
@@ -279,6 +276,11 @@ def answer_fail(*, answer: Answer, message: str) -> None:
         stream_publish(answer_id=answer.pk, event="error", data=json.dumps({"message": message}))
     except Exception:  # Redis down: the page shows the DB status on reload
         log.exception("could not publish the failure of answer %s", answer.pk)
+
+
+def _asked_by(question: Question) -> Actor:
+    # The worker acts for a request made earlier: the asker, at the address recorded with the question.
+    return Actor(user=question.asked_by, address=question.client_address)
 
 
 def _readable(exc: BaseException) -> str:
@@ -296,8 +298,7 @@ def _audit_ask(*, question: Question, hits: list[RetrievedChunk], shown: list[_S
     earlier = AuditEvent.objects.filter(action=Action.ASK, target_type="question", target_id=str(question.pk))
     if earlier.exists():
         return
-    audit_record(action=Action.ASK, actor=question.asked_by, target_type="question", target_id=question.pk,
-                 address=question.client_address,
+    audit_record(action=Action.ASK, actor=_asked_by(question), target_type="question", target_id=question.pk,
                  details={"conversation_id": question.conversation_id,
                           "retrieved": [hit.chunk_id for hit in hits],
                           "shown": [s.hit.chunk_id for s in shown]})

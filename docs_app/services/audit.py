@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from docs_app.models import AuditEvent
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-    from django.http import HttpRequest
+    from docs_app.services.actor import Actor
 
 GENESIS_HASH = "0" * 64
 TABLE = AuditEvent._meta.db_table
@@ -55,13 +53,6 @@ class Action:
 ALL_ACTIONS = sorted(value for name, value in vars(Action).items() if name.isupper())
 
 
-def client_address(request: HttpRequest | None) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it.
-    if request is None:
-        return ""
-    return str(request.META.get("REMOTE_ADDR", ""))[:64]
-
-
 def _canonical(event: AuditEvent) -> bytes:
     created = event.created_at.astimezone(UTC).isoformat(timespec="microseconds")
     record = {
@@ -88,10 +79,8 @@ def event_hash(event: AuditEvent) -> str:
 def audit_record(
     *,
     action: str,
-    actor: AbstractBaseUser | AnonymousUser | None = None,
+    actor: Actor | None = None,
     actor_name: str = "",
-    request: HttpRequest | None = None,
-    address: str | None = None,
     target_type: str = "",
     target_id: object = "",
     collection_id: int | None = None,
@@ -100,8 +89,9 @@ def audit_record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event. Runs in its own atomic block so it commits with (or rolls back with) the caller's
-    work."""
-    real_actor = actor if actor is not None and actor.is_authenticated else None
+    work. No actor: the system acted (a worker's own step, a command)."""
+    user = actor.user if actor is not None else None
+    real_actor = user if user is not None and user.is_authenticated else None
     name = actor_name or (real_actor.get_username() if real_actor is not None else "")
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -119,8 +109,8 @@ def audit_record(
             target_id=str(target_id)[:64],
             collection_id_ref=collection_id,
             document_id_ref=document_id,
-            # Workers act for a request made earlier: they pass the address recorded with it.
-            client_address=address[:64] if address is not None else client_address(request),
+            # Workers act for a request made earlier: their actor carries the address recorded with it.
+            client_address=actor.address if actor is not None else "",
             outcome=outcome,
             details=details or {},
             prev_hash=last or GENESIS_HASH,
@@ -188,54 +178,3 @@ def audit_guard_remove(conn: BaseDatabaseWrapper | None = None) -> None:
             cursor.execute("DROP TRIGGER IF EXISTS audit_no_delete;")
         elif conn.vendor == "postgresql":
             cursor.execute(f"DROP TRIGGER IF EXISTS audit_append_only ON {TABLE};")
-
-
-# --- Review: the selectors behind the audit page and its CSV export --------------------------------------
-
-CSV_COLUMNS = ["id", "created_at", "actor_id", "actor_name", "action", "target_type", "target_id",
-               "collection_id", "document_id", "client_address", "outcome", "details", "prev_hash", "hash"]
-# A cell starting with one of these runs as a formula when a reviewer opens the export in a spreadsheet; a
-# user name or uploaded file name is enough to plant one.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def audit_events_filter(
-    *,
-    actor_name: str = "",
-    action: str = "",
-    collection_id: int | None = None,
-    document_id: int | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> QuerySet[AuditEvent]:
-    events = AuditEvent.objects.all()
-    if actor_name:
-        events = events.filter(actor_name__iexact=actor_name)
-    if action:
-        events = events.filter(action=action)
-    if collection_id is not None:
-        events = events.filter(collection_id_ref=collection_id)
-    if document_id is not None:
-        events = events.filter(document_id_ref=document_id)
-    if since is not None:
-        events = events.filter(created_at__gte=since)
-    if until is not None:
-        events = events.filter(created_at__lt=until)
-    return events.order_by("-id")
-
-
-def _csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
-
-
-def audit_csv_rows(events: QuerySet[AuditEvent]) -> Iterator[list[str]]:
-    """Header, then one row per event, read in batches so a year of events streams in constant memory."""
-    yield CSV_COLUMNS
-    for event in events.iterator(chunk_size=2000):
-        created = event.created_at.astimezone(UTC).isoformat(timespec="microseconds")
-        yield [_csv_cell(v) for v in (
-            event.pk, created, event.actor_id, event.actor_name, event.action, event.target_type,
-            event.target_id, event.collection_id_ref, event.document_id_ref, event.client_address,
-            event.outcome, json.dumps(event.details, sort_keys=True), event.prev_hash, event.hash,
-        )]

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, Literal
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from docs_app.models import Collection, Document, DocumentStatus
 from docs_app.pipeline.pdf_extract import ExtractionError, pdf_validate
+from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_record
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-    from django.http import HttpRequest
+from docs_app.services.enqueue import document_ingest_enqueue, keyword_index_compact_enqueue, vectors_delete_enqueue
+from docs_app.storage import (
+    document_file_path,
+    document_files_erase,
+    incoming_file,
+    incoming_keep,
+    page_cache_dir,
+)
 
 _COPY_BLOCK = 1024 * 1024
 
@@ -34,14 +35,6 @@ class UploadOutcome:
     document_id: int | None = None
 
 
-def document_file_path(document: Document) -> Path:
-    return Path(settings.MEDIA_ROOT) / document.stored_name
-
-
-def page_cache_dir(document: Document) -> Path:
-    return Path(settings.PAGE_CACHE_DIR) / str(document.pk)
-
-
 def _title_from_name(name: str) -> str:
     stem = Path(name).stem if Path(name).suffix.lower() == ".pdf" else Path(name).name
     return " ".join(stem.replace("_", " ").split()) or "Untitled"
@@ -50,11 +43,9 @@ def _title_from_name(name: str) -> str:
 def _spool(source: IO[bytes], *, max_bytes: int) -> tuple[Path, str, int]:
     """Copy the upload into a private temp file next to the store, hashing as it goes; stop at the size cap
     instead of filling the disk."""
-    media = Path(settings.MEDIA_ROOT)
-    media.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    fd, tmp_name = tempfile.mkstemp(dir=media, prefix=".incoming-", suffix=".part")
+    fd, tmp_path = incoming_file()
     try:
         with os.fdopen(fd, "wb") as out:
             while block := source.read(_COPY_BLOCK):
@@ -66,9 +57,9 @@ def _spool(source: IO[bytes], *, max_bytes: int) -> tuple[Path, str, int]:
                 digest.update(block)
                 out.write(block)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp_path.unlink(missing_ok=True)
         raise
-    return Path(tmp_name), digest.hexdigest(), size
+    return tmp_path, digest.hexdigest(), size
 
 
 def document_upload(
@@ -76,8 +67,7 @@ def document_upload(
     collection: Collection,
     name: str,
     source: IO[bytes],
-    uploaded_by: AbstractBaseUser | AnonymousUser | None,
-    request: HttpRequest | None = None,
+    actor: Actor,
 ) -> UploadOutcome:
     """Store one file and queue it for ingestion. Obvious misfits (not a PDF, empty, too large) are rejected
     here, with a reason, before a Document row exists; everything else is left to the sandboxed worker.
@@ -87,21 +77,19 @@ def document_upload(
     try:
         tmp_path, sha256, size = _spool(source, max_bytes=max_bytes)
     except ExtractionError as exc:
-        return _rejected(display_name, exc.reason, collection, uploaded_by, request)
+        return upload_rejected(name=display_name, reason=exc.reason, collection=collection, actor=actor)
     try:
         pdf_validate(tmp_path, max_bytes=max_bytes)
     except ExtractionError as exc:
         tmp_path.unlink(missing_ok=True)
-        return _rejected(display_name, exc.reason, collection, uploaded_by, request)
+        return upload_rejected(name=display_name, reason=exc.reason, collection=collection, actor=actor)
 
     existing = Document.objects.filter(collection=collection, sha256=sha256).first()
     if existing is not None:
         tmp_path.unlink(missing_ok=True)
         return _duplicate(display_name, existing)
 
-    stored_name = f"{uuid.uuid4().hex}.pdf"
-    final_path = Path(settings.MEDIA_ROOT) / stored_name
-    os.replace(tmp_path, final_path)
+    stored_name, final_path = incoming_keep(tmp_path)
     try:
         with transaction.atomic():
             document = Document.objects.create(
@@ -111,14 +99,14 @@ def document_upload(
                 stored_name=stored_name,
                 sha256=sha256,
                 size_bytes=size,
-                uploaded_by=_real_user(uploaded_by),
+                uploaded_by=actor.account,
             )
             audit_record(
-                action=Action.UPLOAD, actor=uploaded_by, request=request, target_type="document",
+                action=Action.UPLOAD, actor=actor, target_type="document",
                 target_id=document.pk, collection_id=collection.pk, document_id=document.pk,
                 details={"sha256": sha256, "size_bytes": size, "name": display_name},
             )
-            _enqueue_ingest(document.pk)
+            document_ingest_enqueue(document_id=document.pk)
     except IntegrityError:
         # The same bytes raced in through another request; that one won.
         final_path.unlink(missing_ok=True)
@@ -130,49 +118,34 @@ def document_upload(
     return UploadOutcome(display_name, "queued", document_id=document.pk)
 
 
-def _real_user(user: AbstractBaseUser | AnonymousUser | None) -> User | None:
-    return user if isinstance(user, User) else None
-
-
 def _duplicate(name: str, existing: Document) -> UploadOutcome:
     return UploadOutcome(name, "duplicate", f"same file as “{existing.title}” already in this collection",
                          document_id=existing.pk)
 
 
-def _rejected(name: str, reason: str, collection: Collection,
-              actor: AbstractBaseUser | AnonymousUser | None, request: HttpRequest | None) -> UploadOutcome:
-    audit_record(action=Action.UPLOAD, actor=actor, request=request, target_type="file",
-                 collection_id=collection.pk, outcome="rejected", details={"name": name, "reason": reason})
+def upload_rejected(*, name: str, reason: str, collection: Collection, actor: Actor) -> UploadOutcome:
+    """A file that is not stored, audited so the log shows every file someone tried to add."""
+    audit_record(action=Action.UPLOAD, actor=actor, target_type="file", collection_id=collection.pk,
+                 outcome="rejected", details={"name": name[:300], "reason": reason})
     return UploadOutcome(name, "rejected", reason)
 
 
-def _enqueue_ingest(document_id: int) -> None:
-    from workers.tasks import document_ingest_task
-
-    # After commit: the worker must never look for a row that is not there yet.
-    transaction.on_commit(lambda: document_ingest_task.delay(document_id))
-
-
-def document_retry(*, document: Document, actor: AbstractBaseUser | AnonymousUser | None,
-                   request: HttpRequest | None = None) -> None:
+def document_retry(*, document: Document, actor: Actor) -> None:
     """Queue a failed document again from scratch: fresh attempt counter, a new index version."""
     with transaction.atomic():
         Document.objects.filter(pk=document.pk).update(
             status=DocumentStatus.QUEUED, error="", attempts=0, progress=0, pages_done=0,
             version=document.version + 1,
         )
-        audit_record(action=Action.RETRY, actor=actor, request=request, target_type="document",
+        audit_record(action=Action.RETRY, actor=actor, target_type="document",
                      target_id=document.pk, collection_id=document.collection_id, document_id=document.pk)
-        _enqueue_ingest(document.pk)
+        document_ingest_enqueue(document_id=document.pk)
 
 
-def document_delete(*, document: Document, actor: AbstractBaseUser | AnonymousUser | None,
-                    request: HttpRequest | None = None) -> None:
+def document_delete(*, document: Document, actor: Actor) -> None:
     """Erase a document: its file, page renders, Chunk rows (and with them the keyword index) now, its vectors
     through the ingest queue (the web process opens no vector store; search re-checks every hit against the
     DB, so a vector awaiting purge can never surface). The audit log keeps a receipt, not the content."""
-    from workers.tasks import keyword_index_compact_task, vectors_delete_task
-
     file_path = document_file_path(document)
     cache_dir = page_cache_dir(document)
     document_id = document.pk
@@ -181,24 +154,21 @@ def document_delete(*, document: Document, actor: AbstractBaseUser | AnonymousUs
                    "page_count": document.page_count}
         document.chunks.all().delete()
         document.delete()
-        audit_record(action=Action.DELETE, actor=actor, request=request, target_type="document",
+        audit_record(action=Action.DELETE, actor=actor, target_type="document",
                      target_id=document_id, collection_id=document.collection_id, document_id=document_id,
                      details=receipt)
-        transaction.on_commit(lambda: vectors_delete_task.delay(document_id))
+        vectors_delete_enqueue(document_id=document_id)
         # The keyword index keeps erased terms until it is merged (see services.index.keyword_index_compact).
-        transaction.on_commit(keyword_index_compact_task.delay)
-    file_path.unlink(missing_ok=True)
-    shutil.rmtree(cache_dir, ignore_errors=True)
+        keyword_index_compact_enqueue()
+    document_files_erase(file_path=file_path, cache_dir=cache_dir)
 
 
 def documents_requeue_unfinished() -> int:
     """The reconciler: Redis only carries messages, so after a Redis loss the DB says what is unfinished.
     Tasks are idempotent, so queueing a document that is also still in the queue costs nothing but a no-op."""
-    from workers.tasks import document_ingest_task
-
     pending = list(
         Document.objects.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).values_list("pk", flat=True)
     )
     for document_id in pending:
-        document_ingest_task.delay(document_id)
+        document_ingest_enqueue(document_id=document_id)
     return len(pending)

@@ -22,13 +22,11 @@ from django.db import transaction
 from django.db.models import Q
 
 from docs_app.models import Collection, Grant, Role
+from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_record
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-    from django.http import HttpRequest
-
-    AnyUser = AbstractBaseUser | AnonymousUser
+    from django.contrib.auth.models import User
 
 AUDITORS_GROUP = "Auditors"
 GRANTABLE_ROLES = (Role.VIEWER, Role.CONTRIBUTOR, Role.MANAGER)
@@ -52,9 +50,9 @@ def _principal_label(grant_or_kwargs: Grant | dict[str, object]) -> dict[str, ob
     return {"principal_type": "group", "principal_id": group.pk, "principal_name": group.name}
 
 
-def _record(*, action: str, collection: Collection, actor: AnyUser | None, request: HttpRequest | None,
-            principal: dict[str, object], role: str | None, previous: str | None) -> None:
-    audit_record(action=action, actor=actor, request=request, target_type="collection",
+def _record(*, action: str, collection: Collection, actor: Actor, principal: dict[str, object], role: str | None,
+            previous: str | None) -> None:
+    audit_record(action=action, actor=actor, target_type="collection",
                  target_id=collection.pk, collection_id=collection.pk,
                  details={**principal, "role": role, "previous_role": previous})
 
@@ -85,21 +83,22 @@ def _keeps_a_manager(collection: Collection) -> Iterator[None]:
                               "give someone else the manager role first.")
 
 
-def collection_create(*, name: str, created_by: User, description: str = "",
-                      request: HttpRequest | None = None) -> Collection:
+def collection_create(*, name: str, actor: Actor, description: str = "") -> Collection:
     """The creator becomes the collection's manager: someone must be able to grant access to it."""
+    created_by = actor.account
+    if created_by is None:
+        raise ValidationError("A collection is created by a signed-in user, who becomes its manager.")
     with transaction.atomic():
         collection = Collection.objects.create(name=name, description=description, created_by=created_by)
         Grant.objects.create(collection=collection, user=created_by, role=Role.MANAGER)
-        audit_record(action=Action.COLLECTION_CREATE, actor=created_by, request=request,
-                     target_type="collection", target_id=collection.pk, collection_id=collection.pk,
+        audit_record(action=Action.COLLECTION_CREATE, actor=actor, target_type="collection",
+                     target_id=collection.pk, collection_id=collection.pk,
                      details={"name": name, "manager": created_by.get_username()})
     return collection
 
 
-def grant_set(*, collection: Collection, role: str, actor: AnyUser | None,
-              user: User | None = None, group: Group | None = None,
-              request: HttpRequest | None = None) -> Grant:
+def grant_set(*, collection: Collection, role: str, actor: Actor,
+              user: User | None = None, group: Group | None = None) -> Grant:
     """Give a principal a role on the collection, replacing its current role."""
     if role not in GRANTABLE_ROLES:
         raise ValidationError(f"{role!r} is not a grantable role; walls are set with wall_set.")
@@ -118,23 +117,23 @@ def grant_set(*, collection: Collection, role: str, actor: AnyUser | None,
         else:
             grant.role = role
             grant.save(update_fields=["role"])
-        _record(action=Action.GRANT_CHANGE, collection=collection, actor=actor, request=request,
+        _record(action=Action.GRANT_CHANGE, collection=collection, actor=actor,
                 principal=_principal_label(who), role=role, previous=previous)
     return grant
 
 
-def grant_revoke(*, grant: Grant, actor: AnyUser | None, request: HttpRequest | None = None) -> None:
+def grant_revoke(*, grant: Grant, actor: Actor) -> None:
     if grant.role == Role.DENY:
         raise ValidationError("That is an ethical wall; remove it with wall_remove.")
     with transaction.atomic(), _keeps_a_manager(grant.collection):
         deleted, _ = Grant.objects.filter(pk=grant.pk, role=grant.role).delete()
         if deleted:
-            _record(action=Action.GRANT_CHANGE, collection=grant.collection, actor=actor, request=request,
+            _record(action=Action.GRANT_CHANGE, collection=grant.collection, actor=actor,
                     principal=_principal_label(grant), role=None, previous=grant.role)
 
 
-def wall_set(*, collection: Collection, actor: AnyUser | None, user: User | None = None,
-             group: Group | None = None, request: HttpRequest | None = None) -> Grant:
+def wall_set(*, collection: Collection, actor: Actor, user: User | None = None,
+             group: Group | None = None) -> Grant:
     """Put an ethical wall between a principal and the collection. It replaces the principal's own grant
     and overrides every grant it holds through groups (see services.access)."""
     who = _principal(user, group)
@@ -149,19 +148,19 @@ def wall_set(*, collection: Collection, actor: AnyUser | None, user: User | None
         else:
             grant.role = Role.DENY
             grant.save(update_fields=["role"])
-        _record(action=Action.WALL_CHANGE, collection=collection, actor=actor, request=request,
+        _record(action=Action.WALL_CHANGE, collection=collection, actor=actor,
                 principal=_principal_label(who), role=Role.DENY, previous=previous)
     return grant
 
 
-def wall_remove(*, grant: Grant, actor: AnyUser | None, request: HttpRequest | None = None) -> None:
+def wall_remove(*, grant: Grant, actor: Actor) -> None:
     """Lift a wall. The principal is left with no role of its own: access is granted again explicitly."""
     if grant.role != Role.DENY:
         raise ValidationError("That is a grant, not an ethical wall.")
     with transaction.atomic():
         deleted, _ = Grant.objects.filter(pk=grant.pk, role=Role.DENY).delete()
         if deleted:
-            _record(action=Action.WALL_CHANGE, collection=grant.collection, actor=actor, request=request,
+            _record(action=Action.WALL_CHANGE, collection=grant.collection, actor=actor,
                     principal=_principal_label(grant), role=None, previous=Role.DENY)
 
 

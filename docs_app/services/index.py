@@ -3,9 +3,12 @@ bloated. Chroma's deletes are soft, so a rebuild is also how erased vectors leav
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 from django.db import connection
-from django.db.models import F
 
 from docs_app import registry
 from docs_app.models import Chunk, DocumentStatus, chunk_vector_id
@@ -14,16 +17,39 @@ from docs_app.services.audit import Action, audit_record
 _BATCH = 2000
 
 
+@dataclass(frozen=True)
+class ChunkPlace:
+    """Where a chunk's vector belongs: what its id is made of and what queries filter on."""
+
+    document_id: int
+    collection_id: int
+    version: int
+    ordinal: int
+    page: int
+
+    @classmethod
+    def of(cls, chunk: Chunk) -> ChunkPlace:
+        document = chunk.document
+        return cls(document.pk, document.collection_id, document.version, chunk.ordinal, chunk.page)
+
+
+def vectors_upsert(*, places: Sequence[ChunkPlace], embeddings: npt.NDArray[np.float32]) -> None:
+    """The one writer of vector records: deterministic ids (a replay overwrites) and the metadata that
+    queries filter on (collection, document)."""
+    registry.vector_store().upsert(
+        ids=[chunk_vector_id(document_id=p.document_id, version=p.version, ordinal=p.ordinal) for p in places],
+        embeddings=embeddings,
+        metadatas=[{"document_id": p.document_id, "collection_id": p.collection_id, "page": p.page,
+                    "ordinal": p.ordinal} for p in places],
+    )
+
+
 def index_rebuild(*, reembed: bool = False) -> int:
     """Drop the vector collection and write every READY document's chunks again. With `reembed`, vectors are
     recomputed by the current embedder (after changing models) and stored back in the DB."""
     store = registry.vector_store()
     store.reset()
-    chunks = (
-        Chunk.objects.filter(document__status=DocumentStatus.READY)
-        .annotate(collection_id=F("document__collection_id"), version=F("document__version"))
-        .order_by("id")
-    )
+    chunks = Chunk.objects.filter(document__status=DocumentStatus.READY).select_related("document").order_by("id")
     written = 0
     batch: list[Chunk] = []
     for chunk in chunks.iterator(chunk_size=_BATCH):
@@ -61,11 +87,5 @@ def _write(batch: list[Chunk], *, reembed: bool) -> int:
         Chunk.objects.bulk_update(batch, ["embedding"])
     else:
         vectors = np.stack([np.frombuffer(bytes(c.embedding), dtype=np.float32) for c in batch])
-    registry.vector_store().upsert(
-        ids=[chunk_vector_id(document_id=c.document_id, version=c.version, ordinal=c.ordinal)  # type: ignore[attr-defined]
-             for c in batch],
-        embeddings=vectors,
-        metadatas=[{"document_id": c.document_id, "collection_id": c.collection_id,  # type: ignore[attr-defined]
-                    "page": c.page, "ordinal": c.ordinal} for c in batch],
-    )
+    vectors_upsert(places=[ChunkPlace.of(c) for c in batch], embeddings=vectors)
     return len(batch)

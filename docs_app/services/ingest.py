@@ -18,11 +18,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from docs_app import registry
-from docs_app.models import Chunk, Document, DocumentStatus, chunk_vector_id
+from docs_app.models import Chunk, Document, DocumentStatus
 from docs_app.pipeline.chunking import ChunkSpan, chunk_pages
 from docs_app.pipeline.pdf_extract import ExtractedPage, ExtractionError, pdf_extract_pages, pdf_validate
 from docs_app.services.audit import Action, audit_record
-from docs_app.services.documents import document_file_path
+from docs_app.services.index import ChunkPlace, vectors_upsert
+from docs_app.storage import document_file_path
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +119,12 @@ def _embed_and_store(document: Document, spans: list[ChunkSpan], page_count: int
         done = start + len(part)
         progress.update(percent=_EXTRACT_SHARE + (100 - _EXTRACT_SHARE) * done // len(spans))
 
-    ids = [chunk_vector_id(document_id=document.pk, version=document.version, ordinal=s.ordinal) for s in spans]
-    metadata = [{"document_id": document.pk, "collection_id": document.collection_id, "page": s.page,
-                 "ordinal": s.ordinal} for s in spans]
+    places = [ChunkPlace(document.pk, document.collection_id, document.version, s.ordinal, s.page) for s in spans]
     # Vectors first, rows second: the document only turns READY in the same transaction that writes its chunk
     # rows, so a crash in between leaves a not-ready document whose stray vectors search ignores (every hit is
     # checked against Chunk rows) and a replay overwrites (same ids).
     store.delete_document(document_id=document.pk)
-    store.upsert(ids=ids, embeddings=vectors, metadatas=metadata)
+    vectors_upsert(places=places, embeddings=vectors)
     with transaction.atomic():
         if not Document.objects.filter(pk=document.pk).exists():
             transaction.on_commit(lambda: store.delete_document(document_id=document.pk))

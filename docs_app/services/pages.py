@@ -13,19 +13,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from django.conf import settings
 
 from docs_app.models import Chunk, Document
-from docs_app.services.documents import document_file_path, page_cache_dir
+from docs_app.pipeline.sandbox import child_command, child_env
+from docs_app.storage import document_file_path, page_cache_dir
 
 PAGE_WIDTH_PX = 1100  # fills the viewer column on a laptop screen, sharp enough to read small print
 PAGE_MAX_SIDE_PX = 2400
 RENDER_TIMEOUT_S = 20
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class PageRenderError(Exception):
@@ -70,12 +69,10 @@ def _render_in_child(*, document: Document, page: int, chunk: Chunk | None, out:
         "memory_mb": settings.INGEST_EXTRACT_MEMORY_MB,
         "highlight": highlight,
     }
-    python_path = [str(_PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path))
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "docs_app.pipeline.pdf_render_child"],
-            input=json.dumps(request).encode(), capture_output=True, timeout=RENDER_TIMEOUT_S, env=env,
+            child_command("docs_app.pipeline.pdf_render_child"),
+            input=json.dumps(request).encode(), capture_output=True, timeout=RENDER_TIMEOUT_S, env=child_env(),
             check=False,
         )
     except subprocess.TimeoutExpired:

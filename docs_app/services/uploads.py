@@ -19,15 +19,11 @@ from django.conf import settings
 
 from docs_app.models import Collection
 from docs_app.pipeline.pdf_extract import ExtractionError
-from docs_app.services.audit import Action, audit_record
-from docs_app.services.documents import UploadOutcome, document_upload
+from docs_app.services.actor import Actor
+from docs_app.services.documents import UploadOutcome, document_upload, upload_rejected
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
     from django.core.files.uploadedfile import UploadedFile
-    from django.http import HttpRequest
-
-    AnyUser = AbstractBaseUser | AnonymousUser
 
 # The errors zipfile raises while inflating a damaged member.
 _DAMAGED_MEMBER = (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError)
@@ -37,8 +33,7 @@ def uploads_accept(
     *,
     collection: Collection,
     files: Iterable[UploadedFile[bytes]],
-    uploaded_by: AnyUser | None,
-    request: HttpRequest | None = None,
+    actor: Actor,
 ) -> list[UploadOutcome]:
     """Store every file of one upload request; .zip files are expanded. The caller checked the role."""
     outcomes: list[UploadOutcome] = []
@@ -46,14 +41,12 @@ def uploads_accept(
     for index, upload in enumerate(files):
         name = upload.name or "upload"
         if index >= limit:
-            outcomes.append(_rejected(name, f"over the limit of {limit} files per upload; send the rest "
-                                            "separately or as a .zip", collection, uploaded_by, request))
+            reason = f"over the limit of {limit} files per upload; send the rest separately or as a .zip"
+            outcomes.append(upload_rejected(name=name, reason=reason, collection=collection, actor=actor))
         elif name.lower().endswith(".zip"):
-            outcomes.extend(zip_upload(collection=collection, name=name, source=upload,
-                                       uploaded_by=uploaded_by, request=request))
+            outcomes.extend(zip_upload(collection=collection, name=name, source=upload, actor=actor))
         else:
-            outcomes.append(document_upload(collection=collection, name=name, source=upload,
-                                            uploaded_by=uploaded_by, request=request))
+            outcomes.append(document_upload(collection=collection, name=name, source=upload, actor=actor))
     return outcomes
 
 
@@ -62,8 +55,7 @@ def zip_upload(
     collection: Collection,
     name: str,
     source: IO[bytes],
-    uploaded_by: AnyUser | None,
-    request: HttpRequest | None = None,
+    actor: Actor,
 ) -> list[UploadOutcome]:
     """Every PDF member of the archive as its own upload; other members are reported, not stored.
 
@@ -74,34 +66,35 @@ def zip_upload(
     try:
         zf = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError):
-        return [_rejected(archive, "not a valid .zip archive", collection, uploaded_by, request)]
+        return [upload_rejected(name=archive, reason="not a valid .zip archive", collection=collection,
+                                actor=actor)]
     with zf:
         members = [info for info in zf.infolist()
                    if not info.is_dir() and not _is_resource_fork(info.filename)]
         if len(members) > settings.ZIP_MAX_MEMBERS:
             reason = f"archive has too many files ({len(members)} > limit {settings.ZIP_MAX_MEMBERS})"
-            return [_rejected(archive, reason, collection, uploaded_by, request)]
+            return [upload_rejected(name=archive, reason=reason, collection=collection, actor=actor)]
         declared_mb = sum(info.file_size for info in members) / (1024 * 1024)
         if declared_mb > settings.ZIP_MAX_UNCOMPRESSED_MB:
             reason = f"archive expands to {declared_mb:.0f} MB (limit {settings.ZIP_MAX_UNCOMPRESSED_MB} MB)"
-            return [_rejected(archive, reason, collection, uploaded_by, request)]
-        return [_member_upload(zf, info, archive=archive, collection=collection, uploaded_by=uploaded_by,
-                               request=request) for info in members]
+            return [upload_rejected(name=archive, reason=reason, collection=collection, actor=actor)]
+        return [_member_upload(zf, info, archive=archive, collection=collection, actor=actor)
+                for info in members]
 
 
 def _member_upload(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, archive: str, collection: Collection,
-                   uploaded_by: AnyUser | None, request: HttpRequest | None) -> UploadOutcome:
+                   actor: Actor) -> UploadOutcome:
     label = f"{archive}/{info.filename}"
     reason = _member_problem(info)
     if reason:
-        return _rejected(label, reason, collection, uploaded_by, request)
+        return upload_rejected(name=label, reason=reason, collection=collection, actor=actor)
     try:
         with zf.open(info) as member:
             outcome = document_upload(collection=collection, name=info.filename,
-                                      source=cast(IO[bytes], _MemberReader(member)),
-                                      uploaded_by=uploaded_by, request=request)
+                                      source=cast(IO[bytes], _MemberReader(member)), actor=actor)
     except _DAMAGED_MEMBER:
-        return _rejected(label, "damaged inside the archive", collection, uploaded_by, request)
+        return upload_rejected(name=label, reason="damaged inside the archive", collection=collection,
+                               actor=actor)
     return dataclasses.replace(outcome, name=label)
 
 
@@ -135,12 +128,3 @@ class _MemberReader:
             return self._stream.read(size)
         except _DAMAGED_MEMBER as exc:
             raise ExtractionError("damaged inside the archive") from exc
-
-
-def _rejected(name: str, reason: str, collection: Collection, actor: AnyUser | None,
-              request: HttpRequest | None) -> UploadOutcome:
-    # Audited like document_upload's own rejections, so the log shows every file someone tried to add.
-    audit_record(action=Action.UPLOAD, actor=actor, request=request, target_type="file",
-                 collection_id=collection.pk, outcome="rejected",
-                 details={"name": name[:300], "reason": reason})
-    return UploadOutcome(name, "rejected", reason)

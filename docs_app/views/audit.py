@@ -21,14 +21,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from docs_app.models import AuditEvent
-from docs_app.services.audit import (
-    ALL_ACTIONS,
-    Action,
-    audit_csv_rows,
-    audit_events_filter,
-    audit_record,
-    audit_verify,
-)
+from docs_app.selectors.audit import audit_csv_rows, audit_events_filter
+from docs_app.services.audit import ALL_ACTIONS, Action, audit_record, audit_verify
+from docs_app.web import request_actor
 
 PAGE_SIZE = 50
 
@@ -86,7 +81,7 @@ class _Echo:
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     _, filters, events = _filtered(request)
     serialisable = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items() if v}
-    export = audit_record(action=Action.AUDIT_EXPORT, actor=request.user, request=request,
+    export = audit_record(action=Action.AUDIT_EXPORT, actor=request_actor(request),
                           target_type="audit", details={"filters": serialisable, "rows": events.count()})
     # The export is a snapshot up to (not including) its own event: the row count recorded above holds.
     snapshot = events.filter(id__lt=export.pk)

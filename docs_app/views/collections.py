@@ -28,6 +28,7 @@ from docs_app.services.grants import (
     wall_remove,
     wall_set,
 )
+from docs_app.web import request_actor
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -92,11 +93,10 @@ def collection_new(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Creating collections needs the permission to add collections")
     form = CollectionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        assert request.user.is_authenticated  # for mypy: login_required let only signed-in users in
         try:
             collection = collection_create(name=form.cleaned_data["name"],
                                            description=form.cleaned_data["description"],
-                                           created_by=request.user, request=request)
+                                           actor=request_actor(request))
         except IntegrityError:  # the same name created between our check and the insert
             form.add_error("name", "A collection with this name was just created. Choose another name.")
         else:
@@ -149,7 +149,7 @@ def _role_set(request: HttpRequest, collection: Collection) -> HttpResponse:
     if form.is_valid():
         role = Role(form.cleaned_data["role"])
         try:
-            grant_set(collection=collection, role=role, actor=request.user, request=request, **form.principal())
+            grant_set(collection=collection, role=role, actor=request_actor(request), **form.principal())
         except ValidationError as refused:  # a wall stands in the way, or the last manager would go
             form.add_error(None, refused)
         else:
@@ -162,7 +162,7 @@ def _wall_set(request: HttpRequest, collection: Collection) -> HttpResponse:
     form = PrincipalForm(request.POST, prefix="wall")
     if form.is_valid():
         try:
-            wall_set(collection=collection, actor=request.user, request=request, **form.principal())
+            wall_set(collection=collection, actor=request_actor(request), **form.principal())
         except ValidationError as refused:  # the last manager would go
             form.add_error(None, refused)
         else:
@@ -176,7 +176,7 @@ def _remove(request: HttpRequest, collection: Collection, *, wall: bool) -> Http
     grant = _grant_in(collection, request, wall=wall)
     who = _principal_name(grant)
     try:
-        (wall_remove if wall else grant_revoke)(grant=grant, actor=request.user, request=request)
+        (wall_remove if wall else grant_revoke)(grant=grant, actor=request_actor(request))
     except ValidationError as refused:  # revoking the last manager
         messages.error(request, " ".join(refused.messages))
         return redirect("collection_access", pk=collection.pk)

@@ -11,8 +11,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from docs_app import selectors
 from docs_app.models import DocumentStatus
+from docs_app.selectors import library as selectors
 from docs_app.services.access import (
     Ability,
     collection_ability,
@@ -22,12 +22,9 @@ from docs_app.services.access import (
 )
 from docs_app.services.documents import document_delete, document_retry
 from docs_app.services.uploads import uploads_accept
+from docs_app.web import request_actor, wants_json
 
 DOCUMENTS_PER_PAGE = 50
-
-
-def _wants_json(request: HttpRequest) -> bool:
-    return "application/json" in request.headers.get("Accept", "")
 
 
 @login_required
@@ -69,12 +66,12 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
     # "folder" is the directory picker; both inputs may be used in one submission.
     files = request.FILES.getlist("files") + request.FILES.getlist("folder")
     if not files:
-        if _wants_json(request):
+        if wants_json(request):
             return JsonResponse({"error": "no file was sent"}, status=400)
         messages.error(request, "Choose at least one file to upload.")
         return redirect("collection", pk=collection.pk)
-    outcomes = uploads_accept(collection=collection, files=files, uploaded_by=request.user, request=request)
-    if _wants_json(request):
+    outcomes = uploads_accept(collection=collection, files=files, actor=request_actor(request))
+    if wants_json(request):
         return JsonResponse({"outcomes": [asdict(outcome) for outcome in outcomes]})
     return render(request, "library/upload_result.html", {"collection": collection, "outcomes": outcomes})
 
@@ -105,7 +102,7 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"Retrying “{document.title}” would fail the same way: "
                                 f"{selectors.failure_advice(document.error).hint}")
     else:
-        document_retry(document=document, actor=request.user, request=request)
+        document_retry(document=document, actor=request_actor(request))
         messages.success(request, f"“{document.title}” is queued again.")
     return redirect("collection", pk=document.collection_id)
 
@@ -118,6 +115,6 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "GET":
         return render(request, "library/delete_confirm.html", {"document": document})
     collection_id, title = document.collection_id, document.title
-    document_delete(document=document, actor=request.user, request=request)
+    document_delete(document=document, actor=request_actor(request))
     messages.success(request, f"“{title}” was deleted, with its pages, passages and index entries.")
     return redirect("collection", pk=collection_id)

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from docs_app.selectors import system_status_get
+from docs_app.selectors.system import system_status_get
 from docs_app.services.model_status import STANDIN_NOTE
 
 

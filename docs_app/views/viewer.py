@@ -9,12 +9,13 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from docs_app import selectors
 from docs_app.models import Chunk, Document, DocumentStatus
+from docs_app.selectors.viewer import chunk_of_document, page_text_segments
 from docs_app.services.access import Ability, collection_ability, document_get
 from docs_app.services.audit import Action, audit_record
-from docs_app.services.documents import document_file_path
 from docs_app.services.pages import PageRenderError, page_render
+from docs_app.storage import document_file_path
+from docs_app.web import request_actor
 
 # Confidential pages: the browser may show them, no cache along the way may keep them.
 _NO_STORE = "private, no-store"
@@ -26,11 +27,7 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
 
 
 def _cited_chunk(request: HttpRequest, document: Document) -> Chunk | None:
-    # A chunk of another document is ignored, never shown: the id comes from the client.
-    chunk_id = _int_param(request, "chunk")
-    if chunk_id is None:
-        return None
-    return Chunk.objects.filter(pk=chunk_id, document=document).first()
+    return chunk_of_document(document=document, chunk_id=_int_param(request, "chunk"))
 
 
 @login_required
@@ -45,7 +42,7 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
     requested = _int_param(request, "page")
     page = requested if requested is not None else (chunk.page if chunk is not None else 1)
     page = min(max(page, 1), document.page_count)
-    audit_record(action=Action.PAGE_VIEW, actor=request.user, request=request, target_type="document",
+    audit_record(action=Action.PAGE_VIEW, actor=request_actor(request), target_type="document",
                  target_id=document.pk, collection_id=document.collection_id, document_id=document.pk,
                  details={"page": page, **({"chunk": chunk.pk} if chunk is not None else {})})
     cited_here = chunk is not None and chunk.page == page
@@ -53,7 +50,7 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
         "page": page,
         "chunk": chunk,
         "cited_here": cited_here,
-        "segments": selectors.page_text_segments(document=document, page=page, cited=chunk),
+        "segments": page_text_segments(document=document, page=page, cited=chunk),
         "previous_page": page - 1 if page > 1 else None,
         "next_page": page + 1 if page < document.page_count else None,
     })
@@ -85,7 +82,7 @@ def download(request: HttpRequest, pk: int) -> HttpResponseBase:
     path = document_file_path(document)
     if not path.exists():
         raise Http404("The stored file is missing")
-    audit_record(action=Action.DOWNLOAD, actor=request.user, request=request, target_type="document",
+    audit_record(action=Action.DOWNLOAD, actor=request_actor(request), target_type="document",
                  target_id=document.pk, collection_id=document.collection_id, document_id=document.pk)
     response = FileResponse(path.open("rb"), as_attachment=True, filename=document.original_name,
                             content_type="application/pdf")

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from docs_app.models import Collection
+from docs_app.services.actor import Actor
 from docs_app.services.documents import UploadOutcome, document_upload
 
 
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         for index, path in enumerate(files, start=1):
             with path.open("rb") as source:
                 outcomes.append(document_upload(collection=collection, name=path.name, source=source,
-                                                uploaded_by=user))
+                                                actor=Actor(user=user)))
             self._progress(index, len(files))
         self._summary(outcomes)
         if any(o.status == "rejected" for o in outcomes):

@@ -1,0 +1,101 @@
+"""The system status page's probes (staff only): Redis and the queues, workers, Chroma, the loaded model, disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from docs_app.models import Document
+from docs_app.selectors.library import documents_count_by_status
+from docs_app.services.model_status import MODEL_STATUS_KEY
+from workers.celery import app
+
+QUEUES = ("ingest", "answer")
+_PROBE_TIMEOUT_S = 2.0
+
+
+@dataclass
+class SystemStatus:
+    redis_ok: bool = False
+    redis_error: str = ""
+    queue_depth: dict[str, int | None] = field(default_factory=dict)
+    workers: list[str] = field(default_factory=list)
+    chroma_ok: bool = False
+    chroma_error: str = ""
+    model: dict[str, Any] | None = None
+    documents_by_status: dict[str, int] = field(default_factory=dict)
+    disk_total: int = 0
+    disk_used: int = 0
+    disk_free: int = 0
+    media_bytes: int = 0
+    page_cache_bytes: int = 0
+
+
+def system_status_get() -> SystemStatus:
+    """Probes with short timeouts, each on its own: one dead service must not hide the state of the others."""
+    status = SystemStatus()
+    _probe_redis(status)
+    # Workers answer through the broker: with Redis down a ping could only wait for nothing.
+    status.workers = _workers_alive() if status.redis_ok else []
+    status.chroma_ok, status.chroma_error = _chroma_heartbeat()
+    status.documents_by_status = documents_count_by_status(Document.objects.all())
+    data_dir = Path(settings.DATA_DIR)
+    if data_dir.exists():
+        status.disk_total, status.disk_used, status.disk_free = shutil.disk_usage(data_dir)
+    status.media_bytes = _tree_size(Path(settings.MEDIA_ROOT))
+    status.page_cache_bytes = _tree_size(Path(settings.PAGE_CACHE_DIR))
+    return status
+
+
+def _probe_redis(status: SystemStatus) -> None:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=_PROBE_TIMEOUT_S,
+                                  socket_connect_timeout=_PROBE_TIMEOUT_S)
+    try:
+        client.ping()
+        # Celery's Redis transport keeps each queue as a list named after it.
+        status.queue_depth = {queue: int(client.llen(queue)) for queue in QUEUES}
+        raw = client.get(MODEL_STATUS_KEY)
+        status.model = json.loads(raw) if raw else None
+        status.redis_ok = True
+    except (redis.RedisError, ValueError) as exc:
+        status.redis_error = str(exc)[:200]
+        status.queue_depth = dict.fromkeys(QUEUES)
+    finally:
+        client.close()
+
+
+def _workers_alive() -> list[str]:
+    try:
+        replies = app.control.ping(timeout=1.0) or []
+    except Exception:
+        return []
+    return sorted(name for reply in replies for name in reply)
+
+
+def _chroma_heartbeat() -> tuple[bool, str]:
+    # A plain HTTP probe of the server's heartbeat: the web process opens no vector store client.
+    url = f"http://{settings.CHROMA_HOST}:{settings.CHROMA_PORT}/api/v2/heartbeat"
+    try:
+        with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S) as response:
+            return response.status == 200, ""
+    except OSError as exc:
+        return False, str(exc)[:200]
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += (Path(directory) / name).stat().st_size
+            except OSError:
+                continue  # removed while we walked
+    return total
