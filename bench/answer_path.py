@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._services import configure, services_running
+from docs_app.devservices import configure, services_running
 
 QUESTIONS = (
     "Which law governs this agreement, and where are disputes resolved?",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._services import configure, services_running
+from docs_app.devservices import configure, services_running
 
 
 def main() -> None:
@@ -45,13 +45,14 @@ def main() -> None:
     with services_running(workdir, concurrency=args.concurrency):
         from docs_app import registry
         from docs_app.models import Chunk, Collection, Document, DocumentStatus
+        from docs_app.services.actor import SYSTEM
         from docs_app.services.documents import document_upload
 
         collection = Collection.objects.create(name="bench")
         started = time.perf_counter()
         for path in files:
             with path.open("rb") as source:
-                document_upload(collection=collection, name=path.name, source=source, uploaded_by=None)
+                document_upload(collection=collection, name=path.name, source=source, actor=SYSTEM)
         documents = Document.objects.filter(collection=collection)
         while documents.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
             time.sleep(0.25)

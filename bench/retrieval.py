@@ -1,5 +1,5 @@
 """Retrieval benchmark through the real stack: PDFs -> queue -> ingest worker -> Chroma + DB; every question
-through docs_app.services.retrieval.chunks_retrieve, dense-only and hybrid; then time to first token of a few
+through docs_app.selectors.retrieval.chunks_retrieve, dense-only and hybrid; then time to first token of a few
 answers through the real answer queue with the configured (stand-in) model.
 
     python bench/retrieval.py --pdfs ../shared/data/legal/cuad_pdf \
@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._services import configure, services_running
+from docs_app.devservices import configure, services_running
 
 _ALNUM = re.compile(r"[a-z0-9]+")
 TOP_K = 10
@@ -114,8 +114,9 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     from django.contrib.auth import get_user_model
 
     from docs_app.models import Chunk, Collection, Document, DocumentStatus, Grant, Role
+    from docs_app.selectors.retrieval import DENSE_ONLY, RetrievalOptions, chunks_retrieve
+    from docs_app.services.actor import SYSTEM
     from docs_app.services.documents import document_upload
-    from docs_app.services.retrieval import DENSE_ONLY, RetrievalOptions, chunks_retrieve
 
     queries = [json.loads(line) for line in args.queries.read_text().splitlines() if line.strip()]
     gold_names = list(dict.fromkeys(q["pdf"] for q in queries))
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     for name in corpus:
         if not Document.objects.filter(collection=collection, original_name=name).exists():
             with (args.pdfs / name).open("rb") as source:
-                document_upload(collection=collection, name=name, source=source, uploaded_by=None)
+                document_upload(collection=collection, name=name, source=source, actor=SYSTEM)
     docs = Document.objects.filter(collection=collection)
     while docs.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
         time.sleep(2)
@@ -185,6 +186,7 @@ def time_to_first_token(*, user: Any, collection: Any, questions: list[str],
     """Seconds from enqueueing a question (the real question_ask service) to its first `token` event in the
     answer's Redis Stream. The first run also loads the model in the worker and is reported apart."""
     from docs_app.models import Conversation
+    from docs_app.services.actor import Actor
     from docs_app.services.answering import question_ask
     from docs_app.services.streams import stream_read
 
@@ -193,7 +195,7 @@ def time_to_first_token(*, user: Any, collection: Any, questions: list[str],
     times: list[float] = []
     for question in questions[: runs + 1]:
         t0 = time.monotonic()
-        answer = question_ask(conversation=conversation, user=user, text=question, request=None)
+        answer = question_ask(conversation=conversation, actor=Actor(user=user), text=question)
         last_id = "0-0"
         first: float | None = None
         finished = False

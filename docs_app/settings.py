@@ -193,7 +193,7 @@ AXES_COOLOFF_TIME = env_int("DOCS_LOGIN_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
 # The same address the audit log records: REMOTE_ADDR only.
-AXES_CLIENT_IP_CALLABLE = "docs_app.services.audit.client_address"
+AXES_CLIENT_IP_CALLABLE = "docs_app.web.client_address"
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "login.html"  # rendered with `failure_limit` set, status 429
 SILENCED_SYSTEM_CHECKS = ["axes.W006"]

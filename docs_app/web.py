@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from docs_app.services.actor import Actor, AnyUser
+from docs_app.services.actor import ADDRESS_MAX, Actor, AnyUser
 
 
 def client_address(request: HttpRequest | None) -> str:
+    """Also django-axes' idea of the client (AXES_CLIENT_IP_CALLABLE), so lockouts and the log agree."""
     # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it.
     if request is None:
         return ""
-    return str(request.META.get("REMOTE_ADDR", ""))
+    return str(request.META.get("REMOTE_ADDR", ""))[:ADDRESS_MAX]
 
 
 def request_actor(request: HttpRequest | None, user: AnyUser | None = None) -> Actor:

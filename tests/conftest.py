@@ -1,25 +1,26 @@
 """Real services for the suite: a Redis server, a Chroma server and a Celery worker process, started once per
-test session on free loopback ports and stopped at the end. Nothing here is a fake."""
+test session on free loopback ports (docs_app.devservices, shared with the benchmarks) and stopped at the end.
+Nothing here is a fake. Also the fixtures most tests build on: users, collections with a grant, and documents
+ingested by the real worker (tests/harness.py)."""
 
 from __future__ import annotations
 
 import importlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 
-from bench._services import stop_process, venv_bin, wait_for_port
+from docs_app.devservices import Services, redis_port
+from docs_app.models import Collection, Grant
+from tests import harness
+from tests.data import REPO
+from tests.harness import CollectionFactory, DocumentFactory, UserFactory, wait_until
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("DOCS_SHARED_DATA", REPO.parent / "shared" / "data"))
-CUAD_DIR = SHARED_DATA / "legal" / "cuad_pdf"
-HOSTILE_DIR = SHARED_DATA / "hostile"
 RUN_DIR = Path(os.environ["DOCS_TEST_RUN_DIR"])
 LOG_DIR = RUN_DIR / "logs"
 
@@ -31,31 +32,23 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "netguard"), st
 importlib.import_module("tests.netguard.sitecustomize")
 
 
-def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = (LOG_DIR / f"{name}.log").open("wb")
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                            start_new_session=True)
+@pytest.fixture(scope="session")
+def devservices() -> Iterator[Services]:
+    started = Services(log_dir=LOG_DIR)
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    port = int(settings.REDIS_URL.rsplit(":", 1)[1].split("/")[0])
-    proc = _start("redis", [venv_bin("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", str(RUN_DIR)])
-    wait_for_port(port, proc=proc, name="redis-server")
-    yield settings.REDIS_URL
-    stop_process(proc)
+def redis_server(devservices: Services) -> str:
+    devservices.redis(port=redis_port(settings.REDIS_URL), data_dir=RUN_DIR)
+    return str(settings.REDIS_URL)
 
 
 @pytest.fixture(scope="session")
-def chroma_server() -> Iterator[int]:
-    port = settings.CHROMA_PORT
-    proc = _start("chroma", [venv_bin("chroma"), "run", "--host", "127.0.0.1", "--port", str(port),
-                             "--path", str(RUN_DIR / "chroma")])
-    wait_for_port(port, proc=proc, name="chroma")
-    yield port
-    stop_process(proc)
+def chroma_server(devservices: Services) -> int:
+    devservices.chroma(port=settings.CHROMA_PORT, path=RUN_DIR / "chroma")
+    return int(settings.CHROMA_PORT)
 
 
 def worker_env() -> dict[str, str]:
@@ -63,13 +56,6 @@ def worker_env() -> dict[str, str]:
     env["DJANGO_SETTINGS_MODULE"] = "docs_app.settings"
     env["DOCS_DATABASE_URL"] = f"sqlite:///{settings.DATABASES['default']['TEST']['NAME']}"
     return env
-
-
-def start_worker(name: str, queues: str = "ingest,answer", concurrency: int = 2) -> subprocess.Popen[bytes]:
-    return _start(f"worker-{name}", [
-        sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
-        "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-    ], env=worker_env())
 
 
 def wait_for_worker(name: str, timeout_s: float = 120) -> None:
@@ -84,13 +70,13 @@ def wait_for_worker(name: str, timeout_s: float = 120) -> None:
 
 
 @pytest.fixture(scope="session")
-def services(django_db_setup: None, django_db_blocker: object, redis_server: str,
-             chroma_server: int) -> Iterator[None]:
+def services(django_db_setup: None, django_db_blocker: object, redis_server: str, chroma_server: int,
+             devservices: Services) -> Iterator[None]:
     """Redis + Chroma + one Celery worker consuming both queues, sharing the test database file."""
-    proc = start_worker("suite")
+    proc = devservices.worker("suite", env=worker_env())
     wait_for_worker("suite")
     yield
-    stop_process(proc, grace_s=30)
+    devservices.stop(proc)
 
 
 @pytest.fixture(autouse=True)
@@ -114,16 +100,33 @@ def _audit_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         audit_guard_remove()
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 180, every_s: float = 0.5,
-               what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; worker logs in {LOG_DIR}")
-
-
 @pytest.fixture
 def wait() -> Callable[..., None]:
     return wait_until
+
+
+# --- The people and things most tests start from ------------------------------------------------------------
+
+@pytest.fixture
+def user_factory() -> UserFactory:
+    """`make_user(name, *groups, **fields)`: an account with the harness password, in the given groups."""
+    return harness.make_user
+
+
+@pytest.fixture
+def collection_with_grant() -> CollectionFactory:
+    """`make_collection(name, user=None, role=None, **fields)`: a collection, and the user's role on it."""
+
+    def make(name: str, user: User | None = None, role: str | None = None, **fields: object) -> Collection:
+        collection = Collection.objects.create(name=name, **fields)  # type: ignore[arg-type]
+        if user is not None and role is not None:
+            Grant.objects.create(collection=collection, user=user, role=role)
+        return collection
+
+    return make
+
+
+@pytest.fixture
+def ingested_document(services: None) -> DocumentFactory:
+    """`ingest(collection, path)`: the file uploaded, ingested by the suite's worker, and READY."""
+    return harness.ingest

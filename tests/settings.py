@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench._services import free_port
+from docs_app.devservices import free_port
 
 _RUN_DIR = Path(os.environ.get("DOCS_TEST_RUN_DIR") or tempfile.mkdtemp(prefix="docs-test-"))
 os.environ["DOCS_TEST_RUN_DIR"] = str(_RUN_DIR)

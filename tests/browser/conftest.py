@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.data import REPO
 
 
 @pytest.fixture(autouse=True, scope="module")

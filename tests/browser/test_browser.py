@@ -12,30 +12,22 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from playwright.sync_api import expect
 
 from docs_app.models import Collection, Conversation, Document, Grant, Role
 from tests.browser.conftest import Browser
-from tests.conftest import CUAD_DIR, HOSTILE_DIR
+from tests.data import MAINTENANCE, SPONSORSHIP, WEB_HOSTING, cuad, hostile
+from tests.harness import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct horse battery staple"
-CONTRACTS = [
-    CUAD_DIR / "CURAEGISTECHNOLOGIES,INC_05_26_2010-EX-1-CORPORATE SPONSORSHIP AGREEMENT.PDF",
-    CUAD_DIR / "GALACTICOMMTECHNOLOGIESINC_11_07_1997-EX-10.46-WEB HOSTING AGREEMENT.PDF",
-    CUAD_DIR / "NETZEEINC_11_14_2002-EX-10.3-MAINTENANCE AGREEMENT.PDF",
-]
-LOCKED = HOSTILE_DIR / "pdfminer__rc4-40.pdf"
+CONTRACTS = [SPONSORSHIP, WEB_HOSTING, MAINTENANCE]
+LOCKED = "pdfminer__rc4-40.pdf"
 QUESTION = "What insurance must the Vendor maintain?"
 PROCESSING_TIMEOUT_MS = 300_000
 # An answer ends (done, abstained or failed with its reason) within two minutes, or the test fails fast.
 ANSWER_TIMEOUT_MS = 120_000
-
-
-def _user(name: str, **extra: Any) -> User:
-    return User.objects.create_user(name, password=PASSWORD, **extra)
 
 
 def _log_in(page: Any, base: str, name: str, *, screenshot: str = "") -> None:
@@ -72,10 +64,10 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
                                                              browser: Browser) -> None:
     base = live_server.url
     matter = Collection.objects.create(name="Matter 2024-17", description="Sponsorship and hosting contracts")
-    Grant.objects.create(collection=matter, user=_user("paralegal"), role=Role.CONTRIBUTOR)
-    auditor = _user("auditor", is_staff=True)
+    Grant.objects.create(collection=matter, user=make_user("paralegal"), role=Role.CONTRIBUTOR)
+    auditor = make_user("auditor", is_staff=True)
     auditor.user_permissions.add(Permission.objects.get(codename="review_audit"))
-    _user("outsider")
+    make_user("outsider")
 
     # --- The paralegal uploads contracts and a locked file, and watches them process. -------------------
     page = browser.person()
@@ -83,7 +75,8 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     assert page.locator("tr.collection-row").count() == 1
     Browser.screenshot(page, "02-library")
     page.get_by_role("link", name="Matter 2024-17").click()
-    page.get_by_label("Files (PDF or .zip)").set_input_files([str(p) for p in [*CONTRACTS, LOCKED]])
+    files = [str(cuad(name)) for name in CONTRACTS] + [str(hostile(LOCKED))]
+    page.get_by_label("Files (PDF or .zip)").set_input_files(files)
     page.locator("#upload-submit").click()
     items = page.locator("#upload-list li")
     # The page's CSP forbids eval, so waits are locator assertions rather than wait_for_function.
@@ -91,7 +84,7 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     Browser.screenshot(page, "03-collection-processing")
     expect(page.locator("#upload-list li[data-status=ready]")).to_have_count(3, timeout=PROCESSING_TIMEOUT_MS)
     expect(page.locator("#upload-list li[data-status=failed]")).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
-    locked_item = items.filter(has_text=LOCKED.name)
+    locked_item = items.filter(has_text=LOCKED)
     assert "Failed" in locked_item.locator(".doc-status").inner_text()
     assert "password protected" in locked_item.locator(".doc-error").inner_text()
     # The table is refreshed from the server once everything settled: links for the ready ones, the reason
@@ -108,7 +101,7 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     plain = browser.person(javascript=False)
     _log_in(plain, base, "paralegal")
     plain.goto(page.url)
-    plain.get_by_label("Files (PDF or .zip)").set_input_files([str(CONTRACTS[0])])
+    plain.get_by_label("Files (PDF or .zip)").set_input_files([str(cuad(CONTRACTS[0]))])
     plain.get_by_role("button", name="Upload").click()
     expect(plain.locator("tr.outcome")).to_have_count(1)
     assert plain.locator("tr.outcome").get_attribute("data-outcome") == "duplicate"

@@ -4,12 +4,9 @@ server, the stand-in Gemma GGUF via llama-cpp-python) -> Redis Stream -> the SSE
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 import pymupdf
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
@@ -19,95 +16,45 @@ from docs_app.models import (
     AuditEvent,
     Chunk,
     Citation,
-    Collection,
     Conversation,
-    Document,
-    DocumentStatus,
     Grant,
     Question,
     Role,
 )
 from docs_app.pipeline.prompt import citations_parse
+from docs_app.selectors.retrieval import chunks_retrieve
 from docs_app.services.answering import answer_generate
 from docs_app.services.audit import Action
-from docs_app.services.documents import document_upload
 from docs_app.services.model_status import MODEL_STATUS_KEY
-from docs_app.services.retrieval import chunks_retrieve
 from docs_app.services.streams import AnswerBusy, redis_client, stream_exists
-from tests.conftest import CUAD_DIR, wait_until
+from tests.data import JOINT_VENTURE, JOINT_VENTURE_QUESTION, cuad
+from tests.harness import CollectionFactory, DocumentFactory, UserFactory, ask, stream_events, wait_until
 from workers.tasks import answer_generate_task
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-CONTRACT = CUAD_DIR / "ACCELERATEDTECHNOLOGIESHOLDINGCORP_04_24_2003-EX-10.13-JOINT VENTURE AGREEMENT.PDF"
-ON_TOPIC = "How long is the term of the MightyCell joint venture, and when does it commence?"
+ON_TOPIC = JOINT_VENTURE_QUESTION
 ABSENT = "What dose of amoxicillin is recommended for a child with acute otitis media?"
 
 
-@dataclass(frozen=True)
-class Event:
-    id: str
-    event: str
-    data: str
-
-
-def _user(name: str) -> Any:
-    return get_user_model().objects.create_user(username=name, password="x" * 16)
-
-
-def _ingested(collection: Collection) -> Document:
-    with CONTRACT.open("rb") as source:
-        outcome = document_upload(collection=collection, name=CONTRACT.name, source=source, uploaded_by=None)
-    document_id = outcome.document_id
-    assert document_id is not None
-    wait_until(lambda: Document.objects.get(pk=document_id).is_terminal, timeout_s=300,
-               what="the contract to be ingested")
-    document = Document.objects.get(pk=document_id)
-    assert document.status == DocumentStatus.READY, document.error
-    return document
-
-
-def _ask(client: Client, question: str) -> dict[str, Any]:
-    response = client.post(reverse("ask"), {"question": question}, HTTP_ACCEPT="application/json")
-    assert response.status_code == 201, response.content
-    return dict(response.json())
-
-
-def _events(client: Client, url: str, last_event_id: str = "") -> list[Event]:
-    headers = {"HTTP_LAST_EVENT_ID": last_event_id} if last_event_id else {}
-    response = client.get(url, **headers)  # type: ignore[arg-type]
-    assert response.status_code == 200
-    assert response["Content-Type"] == "text/event-stream"
-    body = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
-    events = []
-    for block in body.split("\n\n"):
-        fields: dict[str, list[str]] = {}
-        for line in block.split("\n"):
-            if line and not line.startswith(":"):
-                name, _, value = line.partition(": ")
-                fields.setdefault(name, []).append(value)
-        if "event" in fields:
-            events.append(Event(fields.get("id", [""])[0], fields["event"][0], "\n".join(fields.get("data", []))))
-    return events
-
-
-def test_question_streams_tokens_and_sources_and_stores_valid_citations(services: None) -> None:
-    user = _user("alice")
-    collection = Collection.objects.create(name="Matter MightyCell")
-    Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
-    document = _ingested(collection)
+def test_question_streams_tokens_and_sources_and_stores_valid_citations(
+        user_factory: UserFactory, collection_with_grant: CollectionFactory,
+        ingested_document: DocumentFactory) -> None:
+    user = user_factory("alice")
+    collection = collection_with_grant("Matter MightyCell", user, Role.VIEWER)
+    document = ingested_document(collection, cuad(JOINT_VENTURE))
     client = Client()
     client.force_login(user)
 
-    asked = _ask(client, ON_TOPIC)
-    events = _events(client, asked["stream_url"])
+    asked = ask(client, ON_TOPIC)
+    events = stream_events(client, asked["stream_url"])
 
     kinds = [e.event for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "done"
     assert "token" in kinds
     sources = json.loads(events[0].data)
     assert sources
-    with pymupdf.open(CONTRACT) as pdf:
+    with pymupdf.open(cuad(JOINT_VENTURE)) as pdf:
         page_texts = [page.get_text() for page in pdf]
     for source in sources:
         chunk = Chunk.objects.get(pk=source["chunk_id"])
@@ -147,7 +94,7 @@ def test_question_streams_tokens_and_sources_and_stores_valid_citations(services
 
     # Resume: from a mid-stream id, exactly the remaining events come back, with the same ids.
     middle = len(events) // 2
-    resumed = _events(client, asked["stream_url"], last_event_id=events[middle].id)
+    resumed = stream_events(client, asked["stream_url"], last_event_id=events[middle].id)
     assert resumed == events[middle + 1:]
 
     # Redelivery of a task whose worker died mid-answer: the stream announces a restart, the answer is
@@ -156,7 +103,7 @@ def test_question_streams_tokens_and_sources_and_stores_valid_citations(services
     answer_generate_task.delay(answer.pk)
     wait_until(lambda: Answer.objects.get(pk=answer.pk).status == AnswerStatus.DONE, timeout_s=120,
                what="the redelivered answer")
-    again = _events(client, asked["stream_url"], last_event_id=events[-1].id)
+    again = stream_events(client, asked["stream_url"], last_event_id=events[-1].id)
     assert again[0].event == "restart" and again[1].event == "sources" and again[-1].event == "done"
     assert [e.event for e in again].count("restart") == 1
     assert AuditEvent.objects.filter(action=Action.ASK, actor=user).count() == 1
@@ -176,23 +123,24 @@ def test_question_streams_tokens_and_sources_and_stores_valid_citations(services
     follow = client.post(reverse("question_create", args=[conversation_id]),
                          {"question": "And who may terminate it early?"}, HTTP_ACCEPT="application/json")
     assert follow.status_code == 201, follow.content
-    follow_events = _events(client, follow.json()["stream_url"])
+    follow_events = stream_events(client, follow.json()["stream_url"])
     assert follow_events[-1].event == "done"
     follow_sources = json.loads(follow_events[0].data)
     assert follow_sources and {s["document_id"] for s in follow_sources} == {document.pk}
     assert AuditEvent.objects.filter(action=Action.ASK, actor=user).count() == 2
 
 
-def test_question_nothing_answers_abstains_and_shows_nearest_passages(services: None) -> None:
-    user = _user("bob")
-    collection = Collection.objects.create(name="Matter contracts only")
-    Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
-    _ingested(collection)
+def test_question_nothing_answers_abstains_and_shows_nearest_passages(
+        user_factory: UserFactory, collection_with_grant: CollectionFactory,
+        ingested_document: DocumentFactory) -> None:
+    user = user_factory("bob")
+    collection = collection_with_grant("Matter contracts only", user, Role.VIEWER)
+    ingested_document(collection, cuad(JOINT_VENTURE))
     client = Client()
     client.force_login(user)
 
-    asked = _ask(client, ABSENT)
-    events = _events(client, asked["stream_url"])
+    asked = ask(client, ABSENT)
+    events = stream_events(client, asked["stream_url"])
     assert [e.event for e in events] == ["sources", "token", "done"]
     nearest = json.loads(events[0].data)
     assert nearest and all(s["nearest"] for s in nearest)
@@ -206,26 +154,24 @@ def test_question_nothing_answers_abstains_and_shows_nearest_passages(services: 
 
     # Someone who can read nothing at all gets the same plain abstention, and no passage.
     loner = Client()
-    loner.force_login(_user("carol"))
-    asked = _ask(loner, ON_TOPIC)
-    events = _events(loner, asked["stream_url"])
+    loner.force_login(user_factory("carol"))
+    asked = ask(loner, ON_TOPIC)
+    events = stream_events(loner, asked["stream_url"])
     assert json.loads(events[0].data) == []
     assert Answer.objects.get(pk=asked["answer_id"]).status == AnswerStatus.ABSTAINED
 
 
-def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(services: None) -> None:
-    owner = _user("dana")
-    outsider = _user("erin")
-    walled = _user("frank")
-    secret = Collection.objects.create(name="Matter secret")
-    own = Collection.objects.create(name="Matter of the outsider")
-    Grant.objects.create(collection=secret, user=owner, role=Role.VIEWER)
-    Grant.objects.create(collection=own, user=outsider, role=Role.MANAGER)
+def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(
+        user_factory: UserFactory, collection_with_grant: CollectionFactory,
+        ingested_document: DocumentFactory) -> None:
+    owner, outsider, walled = user_factory("dana"), user_factory("erin"), user_factory("frank")
+    secret = collection_with_grant("Matter secret", owner, Role.VIEWER)
+    collection_with_grant("Matter of the outsider", outsider, Role.MANAGER)
     Grant.objects.create(collection=secret, user=walled, role=Role.VIEWER)
-    document = _ingested(secret)
+    document = ingested_document(secret, cuad(JOINT_VENTURE))
     owner_client = Client()
     owner_client.force_login(owner)
-    asked = _ask(owner_client, ON_TOPIC)
+    asked = ask(owner_client, ON_TOPIC)
 
     intruder = Client()
     intruder.force_login(outsider)
@@ -252,13 +198,14 @@ def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(ser
                                                                              AnswerStatus.ABSTAINED},
                timeout_s=120, what="the answer")
     Grant.objects.filter(collection=secret, user=owner).delete()
-    events = _events(owner_client, asked["stream_url"])
+    events = stream_events(owner_client, asked["stream_url"])
     assert json.loads(events[0].data) == []
     assert json.loads(events[-1].data)["citations"] == []
 
 
-def test_a_second_run_of_an_answer_waits_for_the_lease_of_the_first(services: None) -> None:
-    user = _user("dave")
+def test_a_second_run_of_an_answer_waits_for_the_lease_of_the_first(services: None,
+                                                                    user_factory: UserFactory) -> None:
+    user = user_factory("dave")
     question = Question.objects.create(conversation=Conversation.objects.create(owner=user, title="t"),
                                        asked_by=user, text=ON_TOPIC)
     answer = Answer.objects.create(question=question)

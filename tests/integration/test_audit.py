@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,8 +28,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from docs_app.models import AuditEvent, Chunk, Collection, Document, DocumentStatus, Grant, Role
+from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_guard_remove, audit_record
-from docs_app.services.documents import document_file_path, page_cache_dir
 from docs_app.services.grants import (
     AUDITORS_GROUP,
     collection_create,
@@ -40,29 +39,13 @@ from docs_app.services.grants import (
     wall_set,
 )
 from docs_app.session_idle import LAST_ACTIVITY_KEY
-from tests.conftest import CUAD_DIR, HOSTILE_DIR, REPO, wait_until
-
-PASSWORD = "correct horse battery staple"
-SMALL_CONTRACT = next(CUAD_DIR.glob("GALACTICOMMTECHNOLOGIESINC_11_07_1997*"))
-
-
-def _user(name: str, *groups: Group, **extra: object) -> User:
-    user = User.objects.create_user(username=name, password=PASSWORD, **extra)  # type: ignore[arg-type]
-    user.groups.add(*groups)
-    return user
+from docs_app.storage import document_file_path, page_cache_dir
+from tests.data import REPO, WEB_HOSTING, cuad, hostile
+from tests.harness import PASSWORD, logged_in, make_user, new_events, wait_ready, wait_terminal, wait_until
 
 
 def _auditor(name: str = "audrey") -> User:
-    return _user(name, Group.objects.get(name=AUDITORS_GROUP))
-
-
-@contextmanager
-def _new_events() -> Iterator[list[AuditEvent]]:
-    """Collects the events written inside the block."""
-    last = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    found: list[AuditEvent] = []
-    yield found
-    found.extend(AuditEvent.objects.filter(id__gt=last).order_by("id"))
+    return make_user(name, Group.objects.get(name=AUDITORS_GROUP))
 
 
 def _actions(events: list[AuditEvent]) -> list[str]:
@@ -75,7 +58,7 @@ def _login(client: Client, username: str, password: str, addr: str = "10.0.0.1",
                        REMOTE_ADDR=addr).status_code
 
 
-def _logged_in(client: Client) -> bool:
+def _signed_in(client: Client) -> bool:
     return "_auth_user_id" in client.session
 
 
@@ -83,13 +66,13 @@ def _logged_in(client: Client) -> bool:
 
 @pytest.mark.django_db
 def test_login_failure_and_logout_each_write_one_event_without_the_password() -> None:
-    user = _user("lena")
+    user = make_user("lena")
     client = Client()
-    with _new_events() as failed:
+    with new_events() as failed:
         assert _login(client, "lena", "wrong password!", addr="192.0.2.7") == 200
-    with _new_events() as ok:
+    with new_events() as ok:
         assert _login(client, "lena", PASSWORD, addr="192.0.2.7") == 302
-    with _new_events() as out:
+    with new_events() as out:
         client.post("/logout/", REMOTE_ADDR="192.0.2.7")
     assert _actions(failed) == [Action.LOGIN_FAILED]
     assert (failed[0].actor_name, failed[0].outcome, failed[0].client_address) == ("lena", "failed", "192.0.2.7")
@@ -97,14 +80,14 @@ def test_login_failure_and_logout_each_write_one_event_without_the_password() ->
     assert ok[0].actor_id == user.pk and ok[0].client_address == "192.0.2.7"
     assert _actions(out) == [Action.LOGOUT]
     assert out[0].details == {"reason": "user"}
-    assert not _logged_in(client)
+    assert not _signed_in(client)
     dump = json.dumps(list(AuditEvent.objects.values()), default=str)
     assert PASSWORD not in dump and "wrong password!" not in dump
 
 
 @pytest.mark.django_db
 def test_a_password_typed_as_the_user_name_is_not_recorded() -> None:
-    with _new_events() as events:
+    with new_events() as events:
         _login(Client(), "Tr0ub4dor&3-secret", "whatever")
     assert _actions(events) == [Action.LOGIN_FAILED]
     assert events[0].actor_name == "" and events[0].details == {"unknown_account": True}
@@ -113,14 +96,14 @@ def test_a_password_typed_as_the_user_name_is_not_recorded() -> None:
 
 @pytest.mark.django_db
 def test_five_failures_lock_the_account_whatever_address_each_attempt_claims() -> None:
-    _user("victim")
+    make_user("victim")
     client = Client()
-    with _new_events() as events:
+    with new_events() as events:
         for n in range(settings.AXES_FAILURE_LIMIT):
             _login(client, "victim", f"guess {n}", addr=f"198.51.100.{n + 1}", xff=f"203.0.113.{n + 1}")
         # The right password from yet another address is refused: the lock is on the account.
         assert _login(client, "victim", PASSWORD, addr="198.51.100.99", xff="127.0.0.1") == 429
-    assert not _logged_in(client)
+    assert not _signed_in(client)
     assert _actions(events) == [Action.LOGIN_FAILED] * (settings.AXES_FAILURE_LIMIT + 1)
     assert events[-1].outcome == "locked_out"
     # Only REMOTE_ADDR is ever recorded; the forged header is not.
@@ -131,8 +114,8 @@ def test_five_failures_lock_the_account_whatever_address_each_attempt_claims() -
 def test_a_colleagues_good_login_from_the_same_address_does_not_reset_the_count() -> None:
     """Why the lock is per user only: behind the office proxy every request has the same address, and an
     address-keyed counter would be reset by any colleague's successful login."""
-    _user("victim")
-    _user("insider")
+    make_user("victim")
+    make_user("insider")
     attacker = Client()
     for n in range(settings.AXES_FAILURE_LIMIT - 1):
         _login(attacker, "victim", f"guess {n}", addr="127.0.0.1")
@@ -178,18 +161,18 @@ def test_no_view_is_exempt_from_csrf() -> None:
 
 @pytest.mark.django_db
 def test_forms_without_a_csrf_token_are_refused() -> None:
-    user = _user("cara")
+    user = make_user("cara")
     client = Client(enforce_csrf_checks=True)
     assert client.post("/login/", {"username": "cara", "password": PASSWORD}).status_code == 403
     client.force_login(user)
     assert client.post("/logout/").status_code == 403
-    assert _logged_in(client)
+    assert _signed_in(client)
     assert 'name="csrfmiddlewaretoken"' in Client().get("/login/").content.decode()
 
 
 @pytest.mark.django_db
 def test_self_only_content_security_policy_on_pages_and_errors() -> None:
-    user = _user("cspuser")
+    user = make_user("cspuser")
     client = Client()
     responses = [client.get("/login/")]
     client.force_login(user)
@@ -205,10 +188,9 @@ def test_self_only_content_security_policy_on_pages_and_errors() -> None:
 def test_upload_caps_are_wired(settings) -> None:
     assert settings.DATA_UPLOAD_MAX_NUMBER_FILES == settings.UPLOAD_MAX_FILES > 100  # raised for bulk upload
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
-    owner = _user("uploader")
-    collection = collection_create(name="Caps", created_by=owner)
-    client = Client()
-    client.force_login(owner)
+    owner = make_user("uploader")
+    collection = collection_create(name="Caps", actor=Actor(owner))
+    client = logged_in(owner)
     files = [SimpleUploadedFile(f"f{i}.pdf", b"%PDF-1.4\n") for i in range(3)]
     assert client.post(f"/collections/{collection.pk}/upload/", {"files": files}).status_code == 400
     assert not Document.objects.exists()
@@ -219,10 +201,9 @@ def test_upload_caps_are_wired(settings) -> None:
 @pytest.mark.django_db
 def test_background_polling_does_not_keep_an_idle_session_alive(settings) -> None:
     settings.SESSION_IDLE_TIMEOUT_S = 60
-    owner = _user("idler")
-    collection = collection_create(name="Idle", created_by=owner)
-    client = Client()
-    client.force_login(owner)
+    owner = make_user("idler")
+    collection = collection_create(name="Idle", actor=Actor(owner))
+    client = logged_in(owner)
     assert client.get("/").status_code == 200
     started = client.session[LAST_ACTIVITY_KEY]
     assert client.get(f"/collections/{collection.pk}/status.json").status_code == 200
@@ -230,48 +211,48 @@ def test_background_polling_does_not_keep_an_idle_session_alive(settings) -> Non
     session = client.session
     session[LAST_ACTIVITY_KEY] = time.time() - 61
     session.save()
-    with _new_events() as events:
+    with new_events() as events:
         response = client.get(f"/collections/{collection.pk}/status.json")
     assert response.status_code == 302 and response["Location"].startswith("/login/")
-    assert not _logged_in(client)
+    assert not _signed_in(client)
     assert _actions(events) == [Action.LOGOUT] and events[0].details == {"reason": "idle"}
 
 
 @pytest.mark.django_db
 def test_real_activity_within_the_timeout_keeps_the_session(settings) -> None:
     settings.SESSION_IDLE_TIMEOUT_S = 60
-    client = Client()
-    client.force_login(_user("busy"))
+    client = logged_in(make_user("busy"))
     session = client.session
     session[LAST_ACTIVITY_KEY] = time.time() - 50
     session.save()
     assert client.get("/").status_code == 200
     assert time.time() - client.session[LAST_ACTIVITY_KEY] < 5
-    assert client.get("/").status_code == 200 and _logged_in(client)
+    assert client.get("/").status_code == 200 and _signed_in(client)
 
 
 # --- Grants, walls and collections: audited in the service, whoever calls it ------------------------------
 
 @pytest.mark.django_db
 def test_every_grant_and_wall_change_writes_exactly_one_event() -> None:
-    boss, user = _user("boss"), _user("worker")
+    boss, user = make_user("boss"), make_user("worker")
     group = Group.objects.create(name="Litigation")
-    with _new_events() as created:
-        collection = collection_create(name="Matter X", created_by=boss)
+    as_boss = Actor(boss)
+    with new_events() as created:
+        collection = collection_create(name="Matter X", actor=as_boss)
     assert _actions(created) == [Action.COLLECTION_CREATE]
     assert Grant.objects.get(collection=collection, user=boss).role == Role.MANAGER
 
     steps = [
-        (lambda: grant_set(collection=collection, role=Role.VIEWER, user=user, actor=boss), Action.GRANT_CHANGE),
-        (lambda: grant_set(collection=collection, role=Role.CONTRIBUTOR, user=user, actor=boss),
+        (lambda: grant_set(collection=collection, role=Role.VIEWER, user=user, actor=as_boss), Action.GRANT_CHANGE),
+        (lambda: grant_set(collection=collection, role=Role.CONTRIBUTOR, user=user, actor=as_boss),
          Action.GRANT_CHANGE),
-        (lambda: grant_set(collection=collection, role=Role.VIEWER, group=group, actor=boss), Action.GRANT_CHANGE),
-        (lambda: wall_set(collection=collection, user=user, actor=boss), Action.WALL_CHANGE),
-        (lambda: wall_remove(grant=Grant.objects.get(user=user), actor=boss), Action.WALL_CHANGE),
-        (lambda: grant_revoke(grant=Grant.objects.get(group=group), actor=boss), Action.GRANT_CHANGE),
+        (lambda: grant_set(collection=collection, role=Role.VIEWER, group=group, actor=as_boss), Action.GRANT_CHANGE),
+        (lambda: wall_set(collection=collection, user=user, actor=as_boss), Action.WALL_CHANGE),
+        (lambda: wall_remove(grant=Grant.objects.get(user=user), actor=as_boss), Action.WALL_CHANGE),
+        (lambda: grant_revoke(grant=Grant.objects.get(group=group), actor=as_boss), Action.GRANT_CHANGE),
     ]
     for step, action in steps:
-        with _new_events() as events:
+        with new_events() as events:
             step()
         assert _actions(events) == [action]
         assert events[0].actor_id == boss.pk and events[0].collection_id_ref == collection.pk
@@ -280,9 +261,9 @@ def test_every_grant_and_wall_change_writes_exactly_one_event() -> None:
     assert walled.details == {"principal_type": "user", "principal_id": user.pk, "principal_name": "worker",
                               "role": "deny", "previous_role": "contributor"}
     # Setting what is already there changes nothing and records nothing.
-    grant_set(collection=collection, role=Role.VIEWER, user=user, actor=boss)
-    with _new_events() as events:
-        grant_set(collection=collection, role=Role.VIEWER, user=user, actor=boss)
+    grant_set(collection=collection, role=Role.VIEWER, user=user, actor=as_boss)
+    with new_events() as events:
+        grant_set(collection=collection, role=Role.VIEWER, user=user, actor=as_boss)
     assert events == []
 
 
@@ -290,13 +271,13 @@ def test_every_grant_and_wall_change_writes_exactly_one_event() -> None:
 def test_a_grant_cannot_quietly_lift_an_ethical_wall() -> None:
     from django.core.exceptions import ValidationError
 
-    boss, user = _user("boss"), _user("walled")
-    collection = collection_create(name="Matter W", created_by=boss)
-    wall_set(collection=collection, user=user, actor=boss)
+    boss, user = make_user("boss"), make_user("walled")
+    collection = collection_create(name="Matter W", actor=Actor(boss))
+    wall_set(collection=collection, user=user, actor=Actor(boss))
     with pytest.raises(ValidationError):
-        grant_set(collection=collection, role=Role.MANAGER, user=user, actor=boss)
+        grant_set(collection=collection, role=Role.MANAGER, user=user, actor=Actor(boss))
     with pytest.raises(ValidationError):
-        grant_revoke(grant=Grant.objects.get(user=user), actor=boss)
+        grant_revoke(grant=Grant.objects.get(user=user), actor=Actor(boss))
     assert Grant.objects.get(user=user).role == Role.DENY
 
 
@@ -304,24 +285,22 @@ def test_a_grant_cannot_quietly_lift_an_ethical_wall() -> None:
 
 @pytest.fixture
 def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", password=PASSWORD))
-    return client
+    return logged_in(User.objects.create_superuser("root", password=PASSWORD))
 
 
 @pytest.mark.django_db
 def test_admin_grant_edits_are_audited(admin_client: Client) -> None:
-    owner, user = _user("owner"), _user("clerk")
-    collection = collection_create(name="Admin matter", created_by=owner)
-    with _new_events() as added:
+    owner, user = make_user("owner"), make_user("clerk")
+    collection = collection_create(name="Admin matter", actor=Actor(owner))
+    with new_events() as added:
         r = admin_client.post("/admin/docs_app/grant/add/",
                               {"collection": collection.pk, "user": user.pk, "group": "", "role": "viewer"})
     assert r.status_code == 302, r.content[:2000]
     grant = Grant.objects.get(user=user)
-    with _new_events() as walled:
+    with new_events() as walled:
         admin_client.post(f"/admin/docs_app/grant/{grant.pk}/change/",
                           {"collection": collection.pk, "user": user.pk, "group": "", "role": "deny"})
-    with _new_events() as removed:
+    with new_events() as removed:
         admin_client.post(f"/admin/docs_app/grant/{grant.pk}/delete/", {"post": "yes"})
     assert _actions(added) == [Action.GRANT_CHANGE]
     assert _actions(walled) == [Action.WALL_CHANGE]
@@ -332,11 +311,11 @@ def test_admin_grant_edits_are_audited(admin_client: Client) -> None:
 
 @pytest.mark.django_db
 def test_admin_collection_with_inline_grants_is_audited(admin_client: Client) -> None:
-    user = _user("para")
+    user = make_user("para")
     form = {"name": "Inline matter", "description": "", "grants-TOTAL_FORMS": "1", "grants-INITIAL_FORMS": "0",
             "grants-MIN_NUM_FORMS": "0", "grants-MAX_NUM_FORMS": "1000", "grants-0-user": user.pk,
             "grants-0-group": "", "grants-0-role": "contributor"}
-    with _new_events() as events:
+    with new_events() as events:
         assert admin_client.post("/admin/docs_app/collection/add/", form).status_code == 302
     collection = Collection.objects.get(name="Inline matter")
     assert _actions(events) == [Action.COLLECTION_CREATE, Action.GRANT_CHANGE]
@@ -357,14 +336,14 @@ def test_admin_cannot_add_change_or_delete_audit_events(admin_client: Client) ->
 
 @pytest.mark.django_db
 def test_admin_document_delete_erases_with_a_receipt(admin_client: Client) -> None:
-    owner = _user("owner")
-    collection = collection_create(name="Erase matter", created_by=owner)
+    owner = make_user("owner")
+    collection = collection_create(name="Erase matter", actor=Actor(owner))
     document = Document.objects.create(collection=collection, title="Lease", original_name="lease.pdf",
                                        stored_name="x.pdf", sha256="ab" * 32, size_bytes=10)
     Chunk.objects.create(document=document, ordinal=0, page=1, char_start=0, char_end=5, text="hello",
                          embedding=b"")
     assert "hello" not in admin_client.get(f"/admin/docs_app/document/{document.pk}/change/").content.decode()
-    with _new_events() as events:
+    with new_events() as events:
         admin_client.post(f"/admin/docs_app/document/{document.pk}/delete/", {"post": "yes"})
     assert _actions(events) == [Action.DELETE]
     assert events[0].details["sha256"] == "ab" * 32 and events[0].actor_name == "root"
@@ -390,17 +369,15 @@ def test_the_auditor_role_exists_after_migrate_and_create_roles_is_idempotent() 
 
 @pytest.mark.django_db
 def test_only_auditors_and_admins_review_the_log_and_auditors_read_no_document() -> None:
-    owner = _user("owner")
-    collection = collection_create(name="Secret matter", created_by=owner)
+    owner = make_user("owner")
+    collection = collection_create(name="Secret matter", actor=Actor(owner))
     document = Document.objects.create(collection=collection, title="Secret", original_name="s.pdf",
                                        stored_name="s.pdf", sha256="cd" * 32, size_bytes=1)
     assert Client().get("/audit/")["Location"].startswith("/login/")
-    plain = Client()
-    plain.force_login(owner)
+    plain = logged_in(owner)
     assert plain.get("/audit/").status_code == 403
     assert plain.get("/audit/export.csv").status_code == 403
-    auditor = Client()
-    auditor.force_login(_auditor())
+    auditor = logged_in(_auditor())
     assert auditor.get("/audit/").status_code == 200
     assert auditor.get(f"/documents/{document.pk}/").status_code == 404
     assert auditor.get(f"/collections/{collection.pk}/").status_code == 404
@@ -412,8 +389,7 @@ def test_audit_list_filters_pages_and_shows_the_chain_status() -> None:
     for i in range(60):
         audit_record(action=Action.VIEW, actor_name="alice", collection_id=1, document_id=i)
     audit_record(action=Action.DOWNLOAD, actor_name="bob", collection_id=2, document_id=500)
-    client = Client()
-    client.force_login(_auditor())
+    client = logged_in(_auditor())
     page = client.get("/audit/").content.decode()
     assert "Chain verified" in page and "Page 1 of 2" in page
     only_bob = client.get("/audit/", {"user": "bob", "action": Action.DOWNLOAD}).content.decode()
@@ -433,9 +409,8 @@ def test_export_streams_the_filtered_events_and_is_itself_audited() -> None:
     audit_record(action=Action.VIEW, actor_name="alice", document_id=1)
     audit_record(action=Action.DOWNLOAD, actor_name="=cmd|' /C calc'!A0", document_id=2)
     auditor = _auditor()
-    client = Client()
-    client.force_login(auditor)
-    with _new_events() as events:
+    client = logged_in(auditor)
+    with new_events() as events:
         response = client.get("/audit/export.csv", {"action": Action.DOWNLOAD})
         body = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
@@ -474,15 +449,15 @@ def _index_terms_of(document_id: int, avoid: str) -> set[str]:
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_document_lifecycle_writes_one_event_per_action_and_delete_erases_the_text(services: None) -> None:
-    manager, contributor = _user("mona"), _user("carl")
-    collection = collection_create(name="Lifecycle", created_by=manager)
-    grant_set(collection=collection, role=Role.CONTRIBUTOR, user=contributor, actor=manager)
+    manager, contributor = make_user("mona"), make_user("carl")
+    collection = collection_create(name="Lifecycle", actor=Actor(manager))
+    grant_set(collection=collection, role=Role.CONTRIBUTOR, user=contributor, actor=Actor(manager))
     carl, mona = Client(), Client()
     carl.force_login(contributor)
     mona.force_login(manager)
 
-    with _new_events() as uploaded:
-        with SMALL_CONTRACT.open("rb") as pdf:
+    with new_events() as uploaded:
+        with cuad(WEB_HOSTING).open("rb") as pdf:
             carl.post(f"/collections/{collection.pk}/upload/", {"files": [pdf]})
         carl.post(f"/collections/{collection.pk}/upload/",
                   {"files": [SimpleUploadedFile("photo.pdf", b"\x89PNG\r\n\x1a\n" + b"\0" * 64)]})
@@ -490,17 +465,15 @@ def test_document_lifecycle_writes_one_event_per_action_and_delete_erases_the_te
     assert [e.outcome for e in uploaded] == ["ok", "rejected"]
     document = Document.objects.get(collection=collection)
 
-    with _new_events() as ingested:
-        wait_until(lambda: Document.objects.get(pk=document.pk).is_terminal, what="ingestion")
-    document.refresh_from_db()
-    assert document.status == DocumentStatus.READY, document.error
+    with new_events() as ingested:
+        document = wait_ready(document.pk)
     assert _actions(ingested) == [Action.INGEST] and ingested[0].outcome == "ready"
 
-    with _new_events() as viewed:
+    with new_events() as viewed:
         assert carl.get(f"/documents/{document.pk}/").status_code == 200
-    with _new_events() as imaged:
+    with new_events() as imaged:
         assert carl.get(f"/documents/{document.pk}/pages/1.png").status_code == 200
-    with _new_events() as downloaded:
+    with new_events() as downloaded:
         response = carl.get(f"/documents/{document.pk}/download/")
         assert b"".join(response.streaming_content).startswith(b"%PDF")  # type: ignore[attr-defined]
     assert _actions(viewed) == [Action.PAGE_VIEW]
@@ -516,7 +489,7 @@ def test_document_lifecycle_writes_one_event_per_action_and_delete_erases_the_te
     before = _db_bytes()
     assert texts[0][:40].encode() in before and any(t.encode() in before for t in terms)
 
-    with _new_events() as deleted:
+    with new_events() as deleted:
         assert mona.post(f"/documents/{document.pk}/delete/").status_code == 302
     assert _actions(deleted) == [Action.DELETE]
     receipt = deleted[0]
@@ -539,16 +512,14 @@ def test_document_lifecycle_writes_one_event_per_action_and_delete_erases_the_te
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_ingestion_writes_one_event_from_the_worker(services: None, tmp_path: Path) -> None:
-    owner = _user("owner")
-    collection = collection_create(name="Hostile", created_by=owner)
-    client = Client()
-    client.force_login(owner)
+    owner = make_user("owner")
+    collection = collection_create(name="Hostile", actor=Actor(owner))
+    client = logged_in(owner)
     no_text = tmp_path / "scan.pdf"
-    shutil.copy(HOSTILE_DIR / "qpdf__bad-data-out.pdf", no_text)
+    shutil.copy(hostile("qpdf__bad-data-out.pdf"), no_text)
     with no_text.open("rb") as pdf:
         client.post(f"/collections/{collection.pk}/upload/", {"files": [pdf]})
     document = Document.objects.get(collection=collection)
-    with _new_events() as events:
-        wait_until(lambda: Document.objects.get(pk=document.pk).is_terminal, what="ingestion")
-    assert Document.objects.get(pk=document.pk).status == DocumentStatus.FAILED
+    with new_events() as events:
+        assert wait_terminal(document.pk).status == DocumentStatus.FAILED
     assert _actions(events) == [Action.INGEST] and events[0].outcome == "failed"

@@ -4,40 +4,25 @@ each, grant ids checked against the collection in the URL, the last manager kept
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 
-from docs_app.models import AuditEvent, Collection, Grant, Role
+from docs_app.models import Collection, Grant, Role
+from docs_app.services.actor import Actor
 from docs_app.services.audit import Action
 from docs_app.services.grants import collection_create, grant_set, wall_set
+from tests.harness import logged_in, make_user, new_events
 
 pytestmark = pytest.mark.django_db
 
 
 def _user(name: str, *, can_create: bool = False, staff: bool = False) -> User:
-    user = User.objects.create_user(name, password="correct horse battery", is_staff=staff)
+    user = make_user(name, is_staff=staff)
     if can_create:
         user.user_permissions.add(Permission.objects.get(content_type__app_label="docs_app",
                                                          codename="add_collection"))
     return user
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@contextmanager
-def _new_events() -> Iterator[list[AuditEvent]]:
-    before = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    created: list[AuditEvent] = []
-    yield created
-    created.extend(AuditEvent.objects.filter(id__gt=before).order_by("id"))
 
 
 def _roles(collection: Collection) -> dict[str, str]:
@@ -52,7 +37,7 @@ def boss() -> User:
 
 @pytest.fixture
 def matter(boss: User) -> Collection:
-    return collection_create(name="Matter 7", created_by=boss)
+    return collection_create(name="Matter 7", actor=Actor(boss))
 
 
 def _access(collection: Collection) -> str:
@@ -62,7 +47,7 @@ def _access(collection: Collection) -> str:
 # --- Creating collections -------------------------------------------------------------------------------------
 
 def test_only_holders_of_the_add_permission_or_staff_may_create_collections() -> None:
-    plain = _client(_user("clerk"))
+    plain = logged_in(_user("clerk"))
     assert plain.get("/collections/new/").status_code == 403
     assert plain.post("/collections/new/", {"name": "Sneaky"}).status_code == 403
     assert not Collection.objects.exists()
@@ -70,7 +55,7 @@ def test_only_holders_of_the_add_permission_or_staff_may_create_collections() ->
     assert "An administrator or a collection manager can give you access" in plain.get("/").content.decode()
 
     for who in (_user("partner", can_create=True), _user("it", staff=True)):
-        client = _client(who)
+        client = logged_in(who)
         library = client.get("/").content.decode()
         assert 'href="/collections/new/"' in library and "Create one" in library
         assert client.get("/collections/new/").status_code == 200
@@ -79,8 +64,8 @@ def test_only_holders_of_the_add_permission_or_staff_may_create_collections() ->
 
 def test_the_creator_becomes_manager_and_the_creation_is_audited_once() -> None:
     partner = _user("partner", can_create=True)
-    client = _client(partner)
-    with _new_events() as events:
+    client = logged_in(partner)
+    with new_events() as events:
         response = client.post("/collections/new/", {"name": " Smith v Jones ", "description": "Merger"})
     collection = Collection.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/collections/{collection.pk}/"
@@ -92,8 +77,8 @@ def test_the_creator_becomes_manager_and_the_creation_is_audited_once() -> None:
 
 
 def test_a_duplicate_name_is_a_clear_form_error(matter: Collection) -> None:
-    client = _client(_user("partner", can_create=True))
-    with _new_events() as events:
+    client = logged_in(_user("partner", can_create=True))
+    with new_events() as events:
         response = client.post("/collections/new/", {"name": "matter 7", "description": ""})
     assert response.status_code == 200
     assert "A collection named “matter 7” already exists. Choose another name." in response.content.decode()
@@ -104,17 +89,17 @@ def test_a_duplicate_name_is_a_clear_form_error(matter: Collection) -> None:
 
 def test_the_access_page_is_for_managers_only(matter: Collection, boss: User) -> None:
     viewer, contributor, stranger = _user("viewer"), _user("contributor"), _user("stranger", staff=True)
-    grant_set(collection=matter, role=Role.VIEWER, user=viewer, actor=boss)
-    grant_set(collection=matter, role=Role.CONTRIBUTOR, user=contributor, actor=boss)
+    grant_set(collection=matter, role=Role.VIEWER, user=viewer, actor=Actor(boss))
+    grant_set(collection=matter, role=Role.CONTRIBUTOR, user=contributor, actor=Actor(boss))
     url = _access(matter)
     for who, code in [(viewer, 403), (contributor, 403), (stranger, 404)]:
-        client = _client(who)
+        client = logged_in(who)
         assert client.get(url).status_code == code, who
         assert client.post(url, {"action": "grant", "grant-kind": "user", "grant-name": who.username,
                                  "grant-role": "manager"}).status_code == code, who
         assert "Manage access" not in client.get(f"/collections/{matter.pk}/").content.decode()
-    assert _client(boss).get("/collections/999/access/").status_code == 404
-    page = _client(boss).get(url)
+    assert logged_in(boss).get("/collections/999/access/").status_code == 404
+    page = logged_in(boss).get(url)
     html = page.content.decode()
     assert page.status_code == 200
     assert html.count('class="grant-row"') == 3 and "(you)" in html and "Contributor (also upload)" in html
@@ -124,10 +109,10 @@ def test_the_access_page_is_for_managers_only(matter: Collection, boss: User) ->
 def test_grant_revoke_wall_and_lift_each_write_one_audit_event(matter: Collection, boss: User) -> None:
     clerk = _user("clerk")
     litigation = Group.objects.create(name="Litigation")
-    client, url = _client(boss), _access(matter)
+    client, url = logged_in(boss), _access(matter)
 
     def post(data: dict[str, str], action: str) -> None:
-        with _new_events() as events:
+        with new_events() as events:
             response = client.post(url, data)
         assert response.status_code == 302 and response["Location"] == url, data
         assert [e.action for e in events] == [action], data
@@ -148,8 +133,8 @@ def test_grant_revoke_wall_and_lift_each_write_one_audit_event(matter: Collectio
 
 
 def test_unknown_names_and_a_standing_wall_are_form_errors(matter: Collection, boss: User) -> None:
-    client, url = _client(boss), _access(matter)
-    with _new_events() as events:
+    client, url = logged_in(boss), _access(matter)
+    with new_events() as events:
         nobody = client.post(url, {"action": "grant", "grant-kind": "user", "grant-name": "ghost",
                                    "grant-role": "viewer"})
         no_group = client.post(url, {"action": "wall", "wall-kind": "group", "wall-name": "Ghosts"})
@@ -157,7 +142,7 @@ def test_unknown_names_and_a_standing_wall_are_form_errors(matter: Collection, b
     assert no_group.status_code == 200 and "No group is named “Ghosts”." in no_group.content.decode()
     assert events == [] and _roles(matter) == {"boss": Role.MANAGER}
 
-    wall_set(collection=matter, user=_user("walled"), actor=boss)
+    wall_set(collection=matter, user=_user("walled"), actor=Actor(boss))
     refused = client.post(url, {"action": "grant", "grant-kind": "user", "grant-name": "walled",
                                 "grant-role": "viewer"})
     assert "remove the wall first" in refused.content.decode()
@@ -170,10 +155,10 @@ def test_a_wall_on_a_user_overrides_their_group_grant_on_the_next_request(matter
                                                                            boss: User) -> None:
     clerk = _user("clerk")
     clerk.groups.add(Group.objects.create(name="Litigation"))
-    grant_set(collection=matter, role=Role.CONTRIBUTOR, group=clerk.groups.get(), actor=boss)
-    walled = _client(clerk)
+    grant_set(collection=matter, role=Role.CONTRIBUTOR, group=clerk.groups.get(), actor=Actor(boss))
+    walled = logged_in(clerk)
     assert walled.get(f"/collections/{matter.pk}/").status_code == 200
-    _client(boss).post(_access(matter), {"action": "wall", "wall-kind": "user", "wall-name": "clerk"})
+    logged_in(boss).post(_access(matter), {"action": "wall", "wall-kind": "user", "wall-name": "clerk"})
     assert walled.get(f"/collections/{matter.pk}/").status_code == 404
     assert "Matter 7" not in walled.get("/").content.decode()
     assert _roles(matter)["Litigation"] == Role.CONTRIBUTOR  # the group grant stands; the wall overrides it
@@ -182,13 +167,13 @@ def test_a_wall_on_a_user_overrides_their_group_grant_on_the_next_request(matter
 def test_a_grant_id_from_another_collection_is_a_404_and_changes_nothing(matter: Collection,
                                                                          boss: User) -> None:
     other_owner, clerk = _user("other_owner"), _user("clerk")
-    other = collection_create(name="Other matter", created_by=other_owner)
-    foreign_grant = grant_set(collection=other, role=Role.VIEWER, user=clerk, actor=other_owner)
-    foreign_wall = wall_set(collection=other, user=_user("screened"), actor=other_owner)
-    own_wall = wall_set(collection=matter, user=clerk, actor=boss)
-    client, url = _client(boss), _access(matter)
+    other = collection_create(name="Other matter", actor=Actor(other_owner))
+    foreign_grant = grant_set(collection=other, role=Role.VIEWER, user=clerk, actor=Actor(other_owner))
+    foreign_wall = wall_set(collection=other, user=_user("screened"), actor=Actor(other_owner))
+    own_wall = wall_set(collection=matter, user=clerk, actor=Actor(boss))
+    client, url = logged_in(boss), _access(matter)
     before = _roles(other)
-    with _new_events() as events:
+    with new_events() as events:
         codes = [client.post(url, {"action": "revoke", "grant": str(foreign_grant.pk)}).status_code,
                  client.post(url, {"action": "unwall", "grant": str(foreign_wall.pk)}).status_code,
                  # the right collection but the wrong kind: a wall is not revoked as a grant, nor the reverse
@@ -201,10 +186,10 @@ def test_a_grant_id_from_another_collection_is_a_404_and_changes_nothing(matter:
 
 
 def test_the_last_manager_cannot_be_removed_demoted_or_walled(matter: Collection, boss: User) -> None:
-    client, url = _client(boss), _access(matter)
+    client, url = logged_in(boss), _access(matter)
     own = str(Grant.objects.get(user=boss).pk)
     message = "That would leave no one able to manage this collection"
-    with _new_events() as events:
+    with new_events() as events:
         revoked = client.post(url, {"action": "revoke", "grant": own}, follow=True)
         demoted = client.post(url, {"action": "grant", "grant-kind": "user", "grant-name": "boss",
                                     "grant-role": "viewer"})
@@ -218,17 +203,17 @@ def test_the_last_manager_cannot_be_removed_demoted_or_walled(matter: Collection
     boss.groups.add(everyone)
     deputy = _user("deputy")
     deputy.groups.add(partners, everyone)
-    grant_set(collection=matter, role=Role.MANAGER, group=partners, actor=boss)
+    grant_set(collection=matter, role=Role.MANAGER, group=partners, actor=Actor(boss))
     walled_everyone = client.post(url, {"action": "wall", "wall-kind": "group", "wall-name": "Everyone"})
     assert message in walled_everyone.content.decode() and "Everyone" not in _roles(matter)
 
     # With the deputy managing through the group, the boss may step down; the page then sends them away.
-    with _new_events() as events:
+    with new_events() as events:
         response = client.post(url, {"action": "revoke", "grant": own})
     assert [e.action for e in events] == [Action.GRANT_CHANGE]
     assert response.status_code == 302 and response["Location"] == "/"
     assert _roles(matter) == {"Partners": Role.MANAGER}
-    assert _client(deputy).get(url).status_code == 200
+    assert logged_in(deputy).get(url).status_code == 200
 
 
 def test_every_form_needs_the_csrf_token(matter: Collection, boss: User) -> None:

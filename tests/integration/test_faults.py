@@ -9,8 +9,8 @@ import pytest
 
 from docs_app import registry
 from docs_app.models import Chunk, Collection, Document, DocumentStatus
-from docs_app.services.documents import document_upload
-from tests.conftest import HOSTILE_DIR, wait_until
+from tests.data import hostile
+from tests.harness import upload, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -27,11 +27,7 @@ def _active_ingest_pid(document_id: int) -> int | None:
 
 def test_a_worker_process_killed_mid_ingest_loses_nothing(services: None) -> None:
     collection = Collection.objects.create(name="Faults")
-    path = HOSTILE_DIR / "gen__3000_pages.pdf"  # long enough to be caught in the middle
-    with path.open("rb") as source:
-        outcome = document_upload(collection=collection, name=path.name, source=source, uploaded_by=None)
-    document_id = outcome.document_id
-    assert document_id is not None
+    document_id = upload(collection, hostile("gen__3000_pages.pdf"))  # long enough to be caught in the middle
 
     wait_until(lambda: Document.objects.get(pk=document_id).status in {DocumentStatus.EXTRACTING,
                                                                          DocumentStatus.EMBEDDING},

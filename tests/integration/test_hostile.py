@@ -11,16 +11,17 @@ import pytest
 from django.core.management import call_command
 
 from docs_app.models import Chunk, Collection, Document, DocumentStatus
-from tests.conftest import HOSTILE_DIR, wait_until
+from tests.data import hostile
+from tests.harness import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
 def test_every_hostile_file_ends_ready_or_failed_with_a_reason(services: None) -> None:
-    files = sorted(p for p in HOSTILE_DIR.iterdir() if p.is_file())
+    files = sorted(p for p in hostile().iterdir() if p.is_file())
     out = io.StringIO()
     with redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
-        call_command("import_folder", str(HOSTILE_DIR), collection="Hostile", stdout=out)
+        call_command("import_folder", str(hostile()), collection="Hostile", stdout=out)
     assert exit_info.value.code == 1  # some files were rejected at the door, so the command says so
     summary = out.getvalue()
     counts = re.search(r"imported (\d+), duplicate (\d+), rejected (\d+)", summary)

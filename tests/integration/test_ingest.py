@@ -10,27 +10,14 @@ import pytest
 
 from docs_app import registry
 from docs_app.models import Chunk, Collection, Document, DocumentStatus
-from docs_app.services.documents import document_delete, document_file_path, document_upload
+from docs_app.services.actor import SYSTEM
+from docs_app.services.documents import document_delete, document_upload
 from docs_app.services.ingest import document_ingest
-from tests.conftest import CUAD_DIR, wait_until
+from docs_app.storage import document_file_path
+from tests.data import cuad_first
+from tests.harness import ingest, upload, wait_ready, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-CONTRACTS = sorted(CUAD_DIR.iterdir())[:3]
-
-
-def _upload(collection: Collection, path: Path) -> int:
-    with path.open("rb") as source:
-        outcome = document_upload(collection=collection, name=path.name, source=source, uploaded_by=None)
-    assert outcome.status == "queued", outcome
-    assert outcome.document_id is not None
-    return outcome.document_id
-
-
-def _wait_terminal(document_id: int, timeout_s: float = 300) -> Document:
-    wait_until(lambda: Document.objects.get(pk=document_id).is_terminal, timeout_s=timeout_s,
-               what=f"document {document_id} to finish")
-    return Document.objects.get(pk=document_id)
 
 
 def _vector_ids(document_id: int) -> set[str]:
@@ -41,10 +28,10 @@ def _vector_ids(document_id: int) -> set[str]:
 
 def test_real_contracts_become_ready_with_page_anchored_chunks(services: None) -> None:
     collection = Collection.objects.create(name="Matter A")
-    ids = [_upload(collection, path) for path in CONTRACTS]
-    for document_id, path in zip(ids, CONTRACTS, strict=True):
-        document = _wait_terminal(document_id)
-        assert document.status == DocumentStatus.READY, document.error
+    contracts = cuad_first(3)
+    ids = [upload(collection, path) for path in contracts]
+    for document_id, path in zip(ids, contracts, strict=True):
+        document = wait_ready(document_id)
         with pymupdf.open(path) as pdf:
             page_texts = [page.get_text() for page in pdf]
         assert document.page_count == len(page_texts)
@@ -63,20 +50,21 @@ def test_real_contracts_become_ready_with_page_anchored_chunks(services: None) -
 
 def test_same_bytes_twice_in_a_collection_is_a_duplicate(services: None) -> None:
     collection = Collection.objects.create(name="Matter B")
-    first = _upload(collection, CONTRACTS[0])
-    with CONTRACTS[0].open("rb") as source:
-        again = document_upload(collection=collection, name="copy.pdf", source=source, uploaded_by=None)
+    contract = cuad_first(1)[0]
+    first = upload(collection, contract)
+    with contract.open("rb") as source:
+        again = document_upload(collection=collection, name="copy.pdf", source=source, actor=SYSTEM)
     assert again.status == "duplicate"
     assert again.document_id == first
     assert Document.objects.filter(collection=collection).count() == 1
     # The same file may live in another matter.
     other = Collection.objects.create(name="Matter C")
-    assert _upload(other, CONTRACTS[0]) != first
+    assert upload(other, contract) != first
 
 
 def test_ingesting_again_creates_no_duplicate_chunks_or_vectors(services: None) -> None:
     collection = Collection.objects.create(name="Matter D")
-    document_id = _wait_terminal(_upload(collection, CONTRACTS[1])).pk
+    document_id = ingest(collection, cuad_first(2)[1]).pk
     before_rows = Chunk.objects.filter(document_id=document_id).count()
     before_vectors = _vector_ids(document_id)
     # A redelivered message for finished work is a no-op ...
@@ -91,7 +79,7 @@ def test_ingesting_again_creates_no_duplicate_chunks_or_vectors(services: None) 
 
 def test_poison_document_fails_after_the_attempt_limit(services: None, settings) -> None:
     collection = Collection.objects.create(name="Matter E")
-    document_id = _wait_terminal(_upload(collection, CONTRACTS[2])).pk
+    document_id = ingest(collection, cuad_first(3)[2]).pk
     # As if the worker had been killed mid-task three times already.
     Document.objects.filter(pk=document_id).update(status=DocumentStatus.EXTRACTING,
                                                     attempts=settings.INGEST_MAX_ATTEMPTS)
@@ -104,11 +92,11 @@ def test_poison_document_fails_after_the_attempt_limit(services: None, settings)
 
 def test_delete_erases_file_chunks_and_vectors(services: None) -> None:
     collection = Collection.objects.create(name="Matter F")
-    document = _wait_terminal(_upload(collection, CONTRACTS[0]))
+    document = ingest(collection, cuad_first(1)[0])
     document_id = document.pk
     path = document_file_path(document)
     assert path.exists() and _vector_ids(document_id)
-    document_delete(document=document, actor=None)
+    document_delete(document=document, actor=SYSTEM)
     assert not path.exists()
     assert not Chunk.objects.filter(document_id=document_id).exists()
     assert not Document.objects.filter(pk=document_id).exists()
@@ -128,7 +116,7 @@ def test_wrong_type_empty_and_oversize_uploads_are_rejected_with_reasons(service
     reasons = {}
     for path in (png, empty, big):
         with path.open("rb") as source:
-            outcome = document_upload(collection=collection, name=path.name, source=source, uploaded_by=None)
+            outcome = document_upload(collection=collection, name=path.name, source=source, actor=SYSTEM)
         assert outcome.status == "rejected"
         reasons[path.name] = outcome.reason
     assert "not a PDF" in reasons["scan.pdf"]

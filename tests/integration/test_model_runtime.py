@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.urls import reverse
 
 from docs_app import registry
@@ -24,8 +24,10 @@ from docs_app.models import Answer, AnswerStatus, Collection, Conversation, Gran
 from docs_app.services import answering
 from docs_app.services.model_status import MODEL_STATUS_KEY, answer_runtime_prepare
 from docs_app.services.streams import lease_holder_pid, redis_client, stream_read
-from tests.conftest import wait_until
-from tests.integration.test_answer import ON_TOPIC, _ask, _events, _ingested, _user
+from tests.data import JOINT_VENTURE, JOINT_VENTURE_QUESTION, cuad
+from tests.harness import ask, ingest, logged_in, make_user, stream_events, wait_until
+
+ON_TOPIC = JOINT_VENTURE_QUESTION
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -90,12 +92,11 @@ def test_a_model_that_cannot_run_here_fails_answers_with_the_reason(services: No
     only_faulty = tmp_path / "faulty"
     only_faulty.mkdir()
     _trap_library(only_faulty)
-    user = _user("gina")
+    user = make_user("gina")
     collection = Collection.objects.create(name="Matter no model")
     Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
-    _ingested(collection)
-    client = Client()
-    client.force_login(user)
+    ingest(collection, cuad(JOINT_VENTURE))
+    client = logged_in(user)
 
     with override_settings(LLM_BACKEND_DIR=str(only_faulty), LLM_RUNTIME_CACHE=tmp_path / "runtime.json"):
         choice = answer_runtime_prepare()
@@ -115,14 +116,11 @@ def test_a_model_that_cannot_run_here_fails_answers_with_the_reason(services: No
     assert answer.status == AnswerStatus.FAILED
     assert "cannot run on this machine" in answer.error
     assert answer.sources and all(s["nearest"] for s in answer.sources)  # the passages found, not as evidence
-    events = _events(client, reverse("answer_stream", args=[answer.pk]))
+    events = stream_events(client, reverse("answer_stream", args=[answer.pk]))
     assert events[-1].event == "error" and "cannot run" in json.loads(events[-1].data)["message"]
     assert "cannot run on this machine" in client.get(reverse("conversation", args=[conversation.pk])).content.decode()
 
-    admin = _user("root")
-    admin.is_staff = True
-    admin.save()
-    client.force_login(admin)
+    client.force_login(make_user("root", is_staff=True))
     page = client.get(reverse("status")).content.decode()
     assert 'id="model-state" class="bad"' in page and "SIGILL" in page
 
@@ -136,13 +134,12 @@ def test_ensure_model_reports_the_backend_it_proved(capsys: pytest.CaptureFixtur
 
 
 def test_an_answer_whose_worker_dies_twice_fails_with_its_reason_and_the_next_is_answered(services: None) -> None:
-    user = _user("hank")
+    user = make_user("hank")
     collection = Collection.objects.create(name="Matter crashes")
     Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
-    _ingested(collection)
-    client = Client()
-    client.force_login(user)
-    asked = _ask(client, ON_TOPIC)
+    ingest(collection, cuad(JOINT_VENTURE))
+    client = logged_in(user)
+    asked = ask(client, ON_TOPIC)
     answer_id = asked["answer_id"]
 
     killed: list[int] = []
@@ -168,7 +165,7 @@ def test_an_answer_whose_worker_dies_twice_fails_with_its_reason_and_the_next_is
     assert events[-1][1] == "error" and "stopped 2 times" in json.loads(events[-1][2])["message"]
     assert [kind for _id, kind, _data in events].count("restart") >= 1
 
-    following = _ask(client, "When does the MightyCell joint venture terminate?")
+    following = ask(client, "When does the MightyCell joint venture terminate?")
     wait_until(lambda: Answer.objects.get(pk=following["answer_id"]).status in {AnswerStatus.DONE,
                                                                                  AnswerStatus.ABSTAINED},
                timeout_s=120, what="the next question to be answered")

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.test import Client
 
 from docs_app.models import (
     Answer,
@@ -33,12 +32,14 @@ from docs_app.models import (
     Question,
     Role,
 )
+from docs_app.selectors.retrieval import chunks_retrieve
+from docs_app.services.actor import Actor
 from docs_app.services.audit import Action
-from docs_app.services.documents import document_delete, document_upload
+from docs_app.services.documents import document_delete
 from docs_app.services.grants import AUDITORS_GROUP, collection_create, grant_revoke, grant_set, wall_set
-from tests.conftest import CUAD_DIR, wait_until
+from tests.data import WEB_HOSTING, cuad
+from tests.harness import ingest, logged_in, make_user, wait_until
 
-SMALL_CONTRACT = next(CUAD_DIR.glob("GALACTICOMMTECHNOLOGIESINC_11_07_1997*"))
 READERS = {"viewer": Role.VIEWER, "contributor": Role.CONTRIBUTOR, "manager": Role.MANAGER}
 # Who must learn nothing about collection A: each for a different reason.
 OUTSIDERS = ["wall_on_user", "wall_on_group", "revoked", "no_grant", "auditor", "staff"]
@@ -58,14 +59,13 @@ class World:
 def _world() -> World:
     """Collection A holds a real (copied) PDF; B is readable by the walled users, so a wall is shown to be
     specific to A and not a broken account."""
-    make = {name: User.objects.create_user(username=name, password="x" * 16)
-            for name in [*READERS, *OUTSIDERS, "b_owner"]}
+    make = {name: make_user(name) for name in [*READERS, *OUTSIDERS, "b_owner"]}
     make["staff"].is_staff = make["staff"].is_superuser = True
     make["staff"].save()
     make["auditor"].groups.add(Group.objects.get(name=AUDITORS_GROUP))
-    manager = make["manager"]
-    matter_a = collection_create(name="Matter A", created_by=manager)
-    matter_b = collection_create(name="Matter B", created_by=make["b_owner"])
+    manager = Actor(make["manager"])
+    matter_a = collection_create(name="Matter A", actor=manager)
+    matter_b = collection_create(name="Matter B", actor=Actor(make["b_owner"]))
     for name, role in READERS.items():
         if role != Role.MANAGER:
             grant_set(collection=matter_a, role=role, user=make[name], actor=manager)
@@ -82,9 +82,9 @@ def _world() -> World:
     Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
     document = Document.objects.create(
         collection=matter_a, title="Web hosting agreement", original_name="hosting.pdf",
-        stored_name="matrix-hosting.pdf", sha256="ee" * 32, size_bytes=SMALL_CONTRACT.stat().st_size,
+        stored_name="matrix-hosting.pdf", sha256="ee" * 32, size_bytes=cuad(WEB_HOSTING).stat().st_size,
         page_count=1, status=DocumentStatus.READY, progress=100)
-    shutil.copy(SMALL_CONTRACT, Path(settings.MEDIA_ROOT) / document.stored_name)
+    shutil.copy(cuad(WEB_HOSTING), Path(settings.MEDIA_ROOT) / document.stored_name)
     chunk = Chunk.objects.create(document=document, ordinal=0, page=1, char_start=0, char_end=20,
                                  text="web hosting services", embedding=b"")
     gone = Document.objects.create(collection=matter_a, title="Erased", original_name="erased.pdf",
@@ -96,6 +96,7 @@ def _world() -> World:
     conversation = Conversation.objects.create(owner=make["viewer"], title="Hosting terms")
     conversation.collections.add(matter_a)
     question = Question.objects.create(conversation=conversation, asked_by=make["viewer"], text="Term?")
+    # Stored as answers were before links were built when shown: the old "url" is ignored.
     url = f"/documents/{document.pk}/?page=1&chunk={chunk.pk}"
     answer = Answer.objects.create(question=question, status=AnswerStatus.DONE, text="Five years [1].",
                                    sources=[{"number": 1, "chunk_id": chunk.pk, "document_id": document.pk,
@@ -110,12 +111,6 @@ def world(db) -> Iterator[World]:
     yield built
     shutil.rmtree(Path(settings.MEDIA_ROOT), ignore_errors=True)
     shutil.rmtree(Path(settings.PAGE_CACHE_DIR), ignore_errors=True)
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _expected(who: str, need: Role) -> int:
@@ -136,7 +131,7 @@ ALL_USERS = [*READERS, *OUTSIDERS]
 
 @pytest.mark.parametrize("who", ALL_USERS)
 def test_collection_routes(world: World, who: str) -> None:
-    client, a = _client(world.users[who]), world.matter_a.pk
+    client, a = logged_in(world.users[who]), world.matter_a.pk
     library = client.get("/").content.decode()
     assert ("Matter A" in library) == (who in READERS)
     assert ("Matter B" in library) == (who in {"wall_on_user", "wall_on_group"})
@@ -152,7 +147,7 @@ def test_collection_routes(world: World, who: str) -> None:
 
 @pytest.mark.parametrize("who", ALL_USERS)
 def test_document_routes(world: World, who: str) -> None:
-    client, d = _client(world.users[who]), world.document.pk
+    client, d = logged_in(world.users[who]), world.document.pk
     checks = {
         "viewer": (client.get(f"/documents/{d}/").status_code, _expected(who, Role.VIEWER)),
         "page image": (client.get(f"/documents/{d}/pages/1.png").status_code, _expected(who, Role.VIEWER)),
@@ -171,7 +166,7 @@ def test_document_routes(world: World, who: str) -> None:
 
 @pytest.mark.parametrize("who", ALL_USERS)
 def test_a_deleted_document_is_gone_for_everyone(world: World, who: str) -> None:
-    client, d = _client(world.users[who]), world.deleted_id
+    client, d = logged_in(world.users[who]), world.deleted_id
     codes = [client.get(f"/documents/{d}/").status_code, client.get(f"/documents/{d}/pages/1.png").status_code,
              client.get(f"/documents/{d}/download/").status_code, client.post(f"/documents/{d}/retry/").status_code,
              client.get(f"/documents/{d}/delete/").status_code]
@@ -180,7 +175,7 @@ def test_a_deleted_document_is_gone_for_everyone(world: World, who: str) -> None
 
 @pytest.mark.parametrize("who", [u for u in ALL_USERS if u != "viewer"])
 def test_other_peoples_conversations_and_answers_are_invisible(world: World, who: str) -> None:
-    client = _client(world.users[who])
+    client = logged_in(world.users[who])
     c, ans = world.conversation.pk, world.answer.pk
     assert client.get(f"/ask/{c}/").status_code == 404
     assert client.post(f"/ask/{c}/questions/", {"question": "And the fee?"}).status_code == 404
@@ -190,13 +185,13 @@ def test_other_peoples_conversations_and_answers_are_invisible(world: World, who
 
 def test_a_revoked_grant_bites_on_the_next_request_and_hides_citations(world: World) -> None:
     viewer = world.users["viewer"]
-    client, d = _client(viewer), world.document.pk
+    client, d = logged_in(viewer), world.document.pk
     link = f"/documents/{d}/?page=1"
     assert client.get(f"/documents/{d}/").status_code == 200
     page = client.get(f"/ask/{world.conversation.pk}/").content.decode()
     assert link in page and world.document.title in page
 
-    grant_revoke(grant=Grant.objects.get(collection=world.matter_a, user=viewer), actor=world.users["manager"])
+    grant_revoke(grant=Grant.objects.get(collection=world.matter_a, user=viewer), actor=Actor(world.users["manager"]))
 
     assert client.get(f"/documents/{d}/").status_code == 404
     assert client.get(f"/collections/{world.matter_a.pk}/").status_code == 404
@@ -207,16 +202,16 @@ def test_a_revoked_grant_bites_on_the_next_request_and_hides_citations(world: Wo
 
 def test_a_wall_added_later_overrides_the_grant_at_once(world: World) -> None:
     contributor = world.users["contributor"]
-    client = _client(contributor)
+    client = logged_in(contributor)
     assert client.get(f"/documents/{world.document.pk}/download/").status_code == 200
-    wall_set(collection=world.matter_a, user=contributor, actor=world.users["manager"])
+    wall_set(collection=world.matter_a, user=contributor, actor=Actor(world.users["manager"]))
     assert client.get(f"/documents/{world.document.pk}/download/").status_code == 404
     assert "Matter A" not in client.get("/").content.decode()
 
 
 def test_inactive_accounts_read_nothing(world: World) -> None:
     manager = world.users["manager"]
-    client = _client(manager)
+    client = logged_in(manager)
     manager.is_active = False
     manager.save()
     assert client.get(f"/documents/{world.document.pk}/").status_code in (302, 404)
@@ -227,17 +222,8 @@ def test_inactive_accounts_read_nothing(world: World) -> None:
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_retrieval_and_answers_never_reach_past_the_grants(services: None) -> None:
-    from docs_app.services.retrieval import chunks_retrieve
-
     world = _world()
-    with SMALL_CONTRACT.open("rb") as source:
-        outcome = document_upload(collection=world.matter_a, name=SMALL_CONTRACT.name, source=source,
-                                  uploaded_by=world.users["contributor"])
-    document_id = outcome.document_id
-    assert document_id is not None
-    wait_until(lambda: Document.objects.get(pk=document_id).is_terminal, what="ingestion")
-    ingested = Document.objects.get(pk=document_id)
-    assert ingested.status == DocumentStatus.READY, ingested.error
+    ingested = ingest(world.matter_a, cuad(WEB_HOSTING), actor=Actor(world.users["contributor"]))
     query = "web hosting services fees and term of the agreement"
 
     for who in READERS:
@@ -251,7 +237,7 @@ def test_retrieval_and_answers_never_reach_past_the_grants(services: None) -> No
     assert chunks_retrieve(user=viewer, query=query, collection_ids=[world.matter_b.pk]) == []
 
     # The answer worker: one ASK and one ANSWER event, and what it retrieved is what the asker may read.
-    client = _client(viewer)
+    client = logged_in(viewer)
     before = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     response = client.post("/ask/", {"question": "What is the term of the web hosting agreement?",
                                      "collections": [str(world.matter_a.pk)]})
@@ -266,7 +252,7 @@ def test_retrieval_and_answers_never_reach_past_the_grants(services: None) -> No
     assert retrieved and set(Chunk.objects.filter(id__in=retrieved).values_list("document__collection_id",
                                                                                  flat=True)) == {world.matter_a.pk}
 
-    walled = _client(world.users["wall_on_group"])
+    walled = logged_in(world.users["wall_on_group"])
     walled.post("/ask/", {"question": "What is the term of the web hosting agreement?",
                           "collections": [str(world.matter_a.pk)]})
     forged = Answer.objects.filter(question__asked_by=world.users["wall_on_group"]).first()
@@ -276,7 +262,7 @@ def test_retrieval_and_answers_never_reach_past_the_grants(services: None) -> No
         assert not any(s.get("document_id") == ingested.pk for s in Answer.objects.get(pk=forged.pk).sources)
 
     # After revocation the stream replays the finished answer without the sources the asker lost.
-    grant_revoke(grant=Grant.objects.get(collection=world.matter_a, user=viewer), actor=world.users["manager"])
+    grant_revoke(grant=Grant.objects.get(collection=world.matter_a, user=viewer), actor=Actor(world.users["manager"]))
     stream = client.get(f"/answers/{answer.pk}/stream/")
     body = b"".join(stream.streaming_content).decode()  # type: ignore[attr-defined]
     sources = [json.loads(line[len("data: "):]) for block in body.split("\n\n") if "event: sources" in block

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from docs_app.models import Collection, Document, DocumentStatus
-from docs_app.services.documents import document_upload
-from tests.conftest import CUAD_DIR, NETGUARD_LOG, wait_until, worker_env
+from docs_app.models import Collection
+from tests.conftest import NETGUARD_LOG, worker_env
+from tests.data import cuad_first
+from tests.harness import ingest
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -36,9 +37,5 @@ def test_worker_processes_start_with_the_guard_installed() -> None:
 def test_an_ingestion_attempts_no_outbound_connection(services: None) -> None:
     NETGUARD_LOG.write_text("")
     collection = Collection.objects.create(name="Privacy")
-    path = sorted(CUAD_DIR.iterdir())[5]
-    with path.open("rb") as source:
-        outcome = document_upload(collection=collection, name=path.name, source=source, uploaded_by=None)
-    wait_until(lambda: Document.objects.get(pk=outcome.document_id).is_terminal, what="ingestion")
-    assert Document.objects.get(pk=outcome.document_id).status == DocumentStatus.READY
+    ingest(collection, cuad_first(6)[5])
     assert NETGUARD_LOG.read_text() == ""

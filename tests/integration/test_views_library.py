@@ -20,33 +20,25 @@ import pytest
 import redis
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
 from docs_app.models import AuditEvent, Chunk, Collection, Document, DocumentStatus, Grant, Role
 from docs_app.pipeline.chunking import chunk_pages
 from docs_app.pipeline.pdf_extract import ExtractedPage
-from docs_app.selectors import LLM_STATUS_KEY
-from docs_app.services.documents import page_cache_dir
-from tests.conftest import CUAD_DIR
+from docs_app.services.model_status import MODEL_STATUS_KEY
+from docs_app.storage import page_cache_dir
+from tests.data import SPONSORSHIP, WEB_HOSTING, cuad
+from tests.harness import logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
-CONTRACT = CUAD_DIR / "CURAEGISTECHNOLOGIES,INC_05_26_2010-EX-1-CORPORATE SPONSORSHIP AGREEMENT.PDF"
-OTHER_CONTRACT = CUAD_DIR / "GALACTICOMMTECHNOLOGIESINC_11_07_1997-EX-10.46-WEB HOSTING AGREEMENT.PDF"
 JSON = {"Accept": "application/json"}
 
 
 def _user(name: str, collection: Collection | None = None, role: str | None = None) -> User:
-    user = User.objects.create_user(name, password="correct horse battery")
+    user = make_user(name)
     if collection is not None and role is not None:
         Grant.objects.create(collection=collection, user=user, role=role)
     return user
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _pdf(path: Path, name: str | None = None) -> SimpleUploadedFile:
@@ -71,12 +63,12 @@ def ready_document(collection: Collection, settings) -> Iterator[Document]:
     """A document as ingestion leaves it: stored file, READY, page-anchored chunks with page-text offsets."""
     stored = f"{uuid.uuid4().hex}.pdf"
     Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CONTRACT, Path(settings.MEDIA_ROOT) / stored)
-    with pymupdf.open(CONTRACT) as pdf:
+    shutil.copyfile(cuad(SPONSORSHIP), Path(settings.MEDIA_ROOT) / stored)
+    with pymupdf.open(cuad(SPONSORSHIP)) as pdf:
         pages = [ExtractedPage(number=i + 1, text=page.get_text("text")) for i, page in enumerate(pdf)]
-    data = CONTRACT.read_bytes()
+    data = cuad(SPONSORSHIP).read_bytes()
     document = Document.objects.create(
-        collection=collection, title="Sponsorship agreement", original_name=CONTRACT.name, stored_name=stored,
+        collection=collection, title="Sponsorship agreement", original_name=SPONSORSHIP, stored_name=stored,
         sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), page_count=len(pages),
         pages_done=len(pages), status=DocumentStatus.READY, progress=100,
     )
@@ -97,8 +89,8 @@ def _highlight_pixels(png: bytes) -> int:
 # --- Upload ----------------------------------------------------------------------------------------------
 
 def test_upload_reports_each_file_as_json(collection: Collection, tmp_path: Path) -> None:
-    client = _client(_user("paralegal", collection, Role.CONTRIBUTOR))
-    files = [_pdf(CONTRACT), _pdf(CONTRACT, "copy.pdf"),
+    client = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR))
+    files = [_pdf(cuad(SPONSORSHIP)), _pdf(cuad(SPONSORSHIP), "copy.pdf"),
              SimpleUploadedFile("scan.pdf", b"\x89PNG\r\n\x1a\n" + b"\0" * 64),
              SimpleUploadedFile("blank.pdf", b"")]
     response = client.post(f"/collections/{collection.pk}/upload/", {"files": files}, headers=JSON)
@@ -114,9 +106,9 @@ def test_upload_reports_each_file_as_json(collection: Collection, tmp_path: Path
 
 
 def test_upload_without_javascript_renders_the_outcome_list(collection: Collection) -> None:
-    client = _client(_user("paralegal", collection, Role.CONTRIBUTOR))
+    client = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR))
     response = client.post(f"/collections/{collection.pk}/upload/",
-                           {"files": [_pdf(CONTRACT), SimpleUploadedFile("notes.pdf", b"just text")]})
+                           {"files": [_pdf(cuad(SPONSORSHIP)), SimpleUploadedFile("notes.pdf", b"just text")]})
     assert response.status_code == 200
     html = response.content.decode()
     assert html.count('class="outcome"') == 2
@@ -126,31 +118,31 @@ def test_upload_without_javascript_renders_the_outcome_list(collection: Collecti
 
 def test_files_over_the_per_request_limit_are_rejected_not_dropped(collection: Collection, settings) -> None:
     settings.UPLOAD_MAX_FILES = 1
-    client = _client(_user("paralegal", collection, Role.CONTRIBUTOR))
+    client = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR))
     response = client.post(f"/collections/{collection.pk}/upload/",
-                           {"files": [_pdf(CONTRACT), _pdf(OTHER_CONTRACT)]}, headers=JSON)
+                           {"files": [_pdf(cuad(SPONSORSHIP)), _pdf(cuad(WEB_HOSTING))]}, headers=JSON)
     outcomes = response.json()["outcomes"]
     assert [o["status"] for o in outcomes] == ["queued", "rejected"]
     assert "limit of 1 files" in outcomes[1]["reason"]
 
 
 def test_upload_needs_a_contributor_role_and_hides_unreadable_collections(collection: Collection) -> None:
-    viewer = _client(_user("reader", collection, Role.VIEWER))
-    stranger = _client(_user("stranger"))
+    viewer = logged_in(_user("reader", collection, Role.VIEWER))
+    stranger = logged_in(_user("stranger"))
     url = f"/collections/{collection.pk}/upload/"
-    assert viewer.post(url, {"files": [_pdf(CONTRACT)]}, headers=JSON).status_code == 403
-    assert stranger.post(url, {"files": [_pdf(CONTRACT)]}, headers=JSON).status_code == 404
+    assert viewer.post(url, {"files": [_pdf(cuad(SPONSORSHIP))]}, headers=JSON).status_code == 403
+    assert stranger.post(url, {"files": [_pdf(cuad(SPONSORSHIP))]}, headers=JSON).status_code == 404
     assert not Document.objects.exists()
 
 
 def test_zip_members_each_get_an_outcome_and_names_never_reach_the_disk(collection: Collection,
                                                                          settings) -> None:
-    client = _client(_user("paralegal", collection, Role.CONTRIBUTOR))
-    pdf = CONTRACT.read_bytes()
+    client = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR))
+    pdf = cuad(SPONSORSHIP).read_bytes()
     archive = _zip({
         "contracts/2010/sponsorship.pdf": pdf,
         "contracts/readme.txt": b"see the PDFs",
-        "../../escaped.pdf": OTHER_CONTRACT.read_bytes(),
+        "../../escaped.pdf": cuad(WEB_HOSTING).read_bytes(),
         "__MACOSX/contracts/._sponsorship.pdf": b"\0\5\26\7",
     })
     response = client.post(f"/collections/{collection.pk}/upload/", {"files": [archive]}, headers=JSON)
@@ -167,7 +159,7 @@ def test_zip_members_each_get_an_outcome_and_names_never_reach_the_disk(collecti
 
 
 def test_zip_over_the_member_or_size_limit_is_rejected_whole(collection: Collection, settings) -> None:
-    client = _client(_user("paralegal", collection, Role.CONTRIBUTOR))
+    client = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR))
     url = f"/collections/{collection.pk}/upload/"
     settings.ZIP_MAX_MEMBERS = 2
     crowded = _zip({f"c{i}.pdf": b"%PDF-1.4 " + bytes([i]) for i in range(3)})
@@ -188,7 +180,7 @@ def test_zip_over_the_member_or_size_limit_is_rejected_whole(collection: Collect
 def test_library_and_collection_pages_list_what_the_user_may_read(collection: Collection,
                                                                   ready_document: Document) -> None:
     Collection.objects.create(name="Walled matter")
-    reader = _client(_user("reader", collection, Role.VIEWER))
+    reader = logged_in(_user("reader", collection, Role.VIEWER))
     html = reader.get("/").content.decode()
     assert "Matter 7" in html and "Walled matter" not in html
     page = reader.get(f"/collections/{collection.pk}/").content.decode()
@@ -197,7 +189,7 @@ def test_library_and_collection_pages_list_what_the_user_may_read(collection: Co
     assert "Sponsorship" not in reader.get(f"/collections/{collection.pk}/?status=failed").content.decode()
     assert "Sponsorship" in reader.get(f"/collections/{collection.pk}/?q=sponsor").content.decode()
     assert "Sponsorship" not in reader.get(f"/collections/{collection.pk}/?q=lease").content.decode()
-    stranger = _client(_user("stranger"))
+    stranger = logged_in(_user("stranger"))
     assert "Matter 7" not in stranger.get("/").content.decode()
     assert stranger.get(f"/collections/{collection.pk}/").status_code == 404
 
@@ -210,7 +202,7 @@ def test_status_json_reports_progress_and_failure_reasons(collection: Collection
     running = Document.objects.create(collection=collection, title="Big", original_name="big.pdf",
                                       stored_name="y.pdf", sha256="2" * 64, size_bytes=1, page_count=40,
                                       pages_done=10, progress=12, status=DocumentStatus.EXTRACTING)
-    client = _client(_user("reader", collection, Role.VIEWER))
+    client = logged_in(_user("reader", collection, Role.VIEWER))
     data = client.get(f"/collections/{collection.pk}/status.json").json()
     rows = {row["id"]: row for row in data["documents"]}
     assert set(rows) == {ready_document.pk, failed.pk, running.pk}
@@ -221,7 +213,7 @@ def test_status_json_reports_progress_and_failure_reasons(collection: Collection
     assert data["counts"] == {"queued": 0, "extracting": 1, "embedding": 0, "ready": 1, "failed": 1}
     only = client.get(f"/collections/{collection.pk}/status.json?ids={running.pk}").json()["documents"]
     assert [row["id"] for row in only] == [running.pk]
-    assert _client(_user("stranger")).get(f"/collections/{collection.pk}/status.json").status_code == 404
+    assert logged_in(_user("stranger")).get(f"/collections/{collection.pk}/status.json").status_code == 404
 
 
 def test_retry_requeues_transient_failures_only(collection: Collection) -> None:
@@ -231,8 +223,8 @@ def test_retry_requeues_transient_failures_only(collection: Collection) -> None:
                                        size_bytes=1, status=DocumentStatus.FAILED, error=reason, attempts=3)
     slow = failed("slow", "extraction timed out after 300 s")
     locked = failed("locked", "password protected")
-    assert _client(_user("reader", collection, Role.VIEWER)).post(f"/documents/{slow.pk}/retry/").status_code == 403
-    client = _client(_user("paralegal", collection, Role.CONTRIBUTOR))
+    assert logged_in(_user("reader", collection, Role.VIEWER)).post(f"/documents/{slow.pk}/retry/").status_code == 403
+    client = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR))
     page = client.get(f"/collections/{collection.pk}/").content.decode()
     assert page.count(">Retry<") == 1 and "Upload a copy without a password" in page
     assert client.post(f"/documents/{slow.pk}/retry/").status_code == 302
@@ -245,9 +237,9 @@ def test_retry_requeues_transient_failures_only(collection: Collection) -> None:
 
 
 def test_delete_asks_first_and_is_for_managers(collection: Collection, ready_document: Document) -> None:
-    contributor = _client(_user("paralegal", collection, Role.CONTRIBUTOR))
+    contributor = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR))
     assert contributor.post(f"/documents/{ready_document.pk}/delete/").status_code == 403
-    manager = _client(_user("partner", collection, Role.MANAGER))
+    manager = logged_in(_user("partner", collection, Role.MANAGER))
     confirm = manager.get(f"/documents/{ready_document.pk}/delete/")
     assert confirm.status_code == 200 and "Delete for good" in confirm.content.decode()
     assert Document.objects.filter(pk=ready_document.pk).exists()
@@ -261,7 +253,7 @@ def test_delete_asks_first_and_is_for_managers(collection: Collection, ready_doc
 def test_viewer_opens_the_cited_page_with_the_passage_marked_and_audits_it(collection: Collection,
                                                                            ready_document: Document) -> None:
     chunk = Chunk.objects.filter(document=ready_document, page=2).order_by("ordinal")[1]
-    client = _client(_user("reader", collection, Role.VIEWER))
+    client = logged_in(_user("reader", collection, Role.VIEWER))
     response = client.get(f"/documents/{ready_document.pk}/?chunk={chunk.pk}")
     html = response.content.decode()
     assert response.status_code == 200
@@ -272,7 +264,7 @@ def test_viewer_opens_the_cited_page_with_the_passage_marked_and_audits_it(colle
     event = AuditEvent.objects.get(action="document.page_view")
     assert event.details == {"page": 2, "chunk": chunk.pk} and event.actor_name == "reader"
     assert client.get(f"/documents/{ready_document.pk}/?page=99").status_code == 200  # clamped to the last page
-    assert _client(_user("stranger")).get(f"/documents/{ready_document.pk}/").status_code == 404
+    assert logged_in(_user("stranger")).get(f"/documents/{ready_document.pk}/").status_code == 404
 
 
 def test_page_image_highlights_only_a_chunk_of_this_document(collection: Collection,
@@ -282,7 +274,7 @@ def test_page_image_highlights_only_a_chunk_of_this_document(collection: Collect
                                     stored_name="o.pdf", sha256="3" * 64, size_bytes=1)
     foreign = Chunk.objects.create(document=other, ordinal=0, page=2, char_start=chunk.char_start,
                                    char_end=chunk.char_end, text=chunk.text, embedding=b"")
-    client = _client(_user("reader", collection, Role.VIEWER))
+    client = logged_in(_user("reader", collection, Role.VIEWER))
     base = f"/documents/{ready_document.pk}/pages/2.png"
     plain = client.get(base)
     highlighted = client.get(f"{base}?chunk={chunk.pk}")
@@ -297,16 +289,16 @@ def test_page_image_highlights_only_a_chunk_of_this_document(collection: Collect
     assert _highlight_pixels(ignored.getvalue()) == 0
     assert not AuditEvent.objects.filter(action="document.page_view").exists()  # images are not page views
     assert client.get(f"/documents/{ready_document.pk}/pages/9.png").status_code == 404
-    assert _client(_user("stranger")).get(base).status_code == 404
+    assert logged_in(_user("stranger")).get(base).status_code == 404
 
 
 def test_download_is_for_contributors_and_managers(collection: Collection, ready_document: Document) -> None:
     url = f"/documents/{ready_document.pk}/download/"
-    assert _client(_user("reader", collection, Role.VIEWER)).get(url).status_code == 403
-    assert _client(_user("stranger")).get(url).status_code == 404
-    response = _client(_user("paralegal", collection, Role.CONTRIBUTOR)).get(url)
+    assert logged_in(_user("reader", collection, Role.VIEWER)).get(url).status_code == 403
+    assert logged_in(_user("stranger")).get(url).status_code == 404
+    response = logged_in(_user("paralegal", collection, Role.CONTRIBUTOR)).get(url)
     assert response.status_code == 200
-    assert response.getvalue() == CONTRACT.read_bytes()
+    assert response.getvalue() == cuad(SPONSORSHIP).read_bytes()
     assert "attachment" in response["Content-Disposition"]
     assert AuditEvent.objects.filter(action="document.download", actor_name="paralegal").count() == 1
 
@@ -315,14 +307,15 @@ def test_download_is_for_contributors_and_managers(collection: Collection, ready
 
 def test_status_page_is_for_staff_and_shows_the_loaded_model(redis_server: str, settings) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(LLM_STATUS_KEY)
-    admin = User.objects.create_user("admin", password="correct horse battery", is_staff=True)
-    html = _client(admin).get("/status/").content.decode()
+    client.delete(MODEL_STATUS_KEY)
+    admin = make_user("admin", is_staff=True)
+    html = logged_in(admin).get("/status/").content.decode()
     assert "No answer worker has loaded a model yet" in html
     assert 'id="redis-status">reachable' in html
-    client.set(LLM_STATUS_KEY, json.dumps({"name": "gemma-3-270m", "path": "/models/g.gguf", "size_bytes": 253_000_000,
-                                           "sha256": "ab" * 32, "n_ctx": 2048, "loaded_at": "now", "pid": 7}))
-    html = _client(admin).get("/status/").content.decode()
+    client.set(MODEL_STATUS_KEY, json.dumps({"name": "gemma-3-270m", "path": "/models/g.gguf",
+                                             "size_bytes": 253_000_000, "sha256": "ab" * 32, "n_ctx": 2048,
+                                             "loaded_at": "now", "pid": 7}))
+    html = logged_in(admin).get("/status/").content.decode()
     assert "gemma-3-270m" in html and "ab" * 32 in html
-    assert _client(_user("clerk")).get("/status/").status_code == 403
-    client.delete(LLM_STATUS_KEY)
+    assert logged_in(_user("clerk")).get("/status/").status_code == 403
+    client.delete(MODEL_STATUS_KEY)

@@ -12,11 +12,10 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
 from docs_app.models import AuditEvent
+from docs_app.selectors.audit import audit_csv_rows, audit_events_filter
 from docs_app.services.audit import (
     GENESIS_HASH,
     Action,
-    audit_csv_rows,
-    audit_events_filter,
     audit_guard_remove,
     audit_record,
     audit_verify,

@@ -5,19 +5,15 @@ No Django: these run with or without pytest-django.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
 from docs_app.pipeline.chunking import ChunkSpan, chunk_pages
 from docs_app.pipeline.pdf_extract import ExtractedPage, pdf_extract_pages
-
-REPO = Path(__file__).resolve().parents[2]
-CUAD = Path(os.environ.get("DOCS_SHARED_DATA", REPO.parent / "shared" / "data")) / "legal" / "cuad_pdf"
+from tests.data import cuad_first
 
 
 def words(text: str) -> int:
@@ -44,7 +40,7 @@ def minilm_len() -> Callable[[str], int]:
 def contracts() -> list[list[ExtractedPage]]:
     return [
         pdf_extract_pages(path, max_pages=500, timeout_s=60, memory_limit_mb=1024)
-        for path in sorted(CUAD.iterdir())[:3]
+        for path in cuad_first(3)
     ]
 
 

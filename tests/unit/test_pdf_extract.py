@@ -19,13 +19,21 @@ from typing import Any
 import pytest
 
 from docs_app.pipeline.pdf_extract import ExtractedPage, ExtractionError, pdf_extract_pages, pdf_validate
+from tests.data import REPO, cuad_first, hostile
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("DOCS_SHARED_DATA", REPO.parent / "shared" / "data"))
-CUAD = DATA / "legal" / "cuad_pdf"
-HOSTILE = DATA / "hostile"
-MANIFEST = list(csv.DictReader((HOSTILE / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t"))
-ENCRYPTED = sorted(row["file"] for row in MANIFEST if row["probe_outcome"] == "encrypted")
+
+def _manifest() -> list[dict[str, str]]:
+    with hostile("MANIFEST.tsv").open(encoding="utf-8") as manifest:
+        return list(csv.DictReader(manifest, delimiter="\t"))
+
+
+def _encrypted() -> list[str]:
+    """The files the manifest calls encrypted; read at collection, so without the data there are none (and
+    the tests below that read the corpus fail, saying where it was looked for)."""
+    try:
+        return sorted(row["file"] for row in _manifest() if row["probe_outcome"] == "encrypted")
+    except pytest.fail.Exception:
+        return []
 
 
 def extract(
@@ -49,9 +57,9 @@ def reason_of(path: Path, **overrides: Any) -> str:
     return caught.value.reason
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CUAD.iterdir())[:3])
-def test_real_contract_pages_arrive_in_order_with_text_and_progress(name: str) -> None:
-    path = CUAD / name
+@pytest.mark.parametrize("index", range(3))
+def test_real_contract_pages_arrive_in_order_with_text_and_progress(index: int) -> None:
+    path = cuad_first(3)[index]
     calls: list[tuple[int, int]] = []
 
     pdf_validate(path, max_bytes=100 * 1024 * 1024)
@@ -67,36 +75,36 @@ def test_real_contract_pages_arrive_in_order_with_text_and_progress(name: str) -
 
 def test_page_count_matches_the_contract() -> None:
     # The page tree of the first contract in sorted order says /Count 9 (nine /Type /Page objects).
-    first = sorted(CUAD.iterdir())[0]
+    first = cuad_first(1)[0]
     assert len(extract(first)) == 9
 
 
-@pytest.mark.parametrize("name", ENCRYPTED)
+@pytest.mark.parametrize("name", _encrypted())
 def test_pdf_that_needs_a_password_is_rejected_as_password_protected(name: str) -> None:
-    assert reason_of(HOSTILE / name) == "password protected"
+    assert reason_of(hostile(name)) == "password protected"
 
 
 @pytest.mark.parametrize("name", ["qpdf__enc-XI-R6,V5,O=master.pdf", "qpdf__enc-R2,V1.pdf"])
 def test_encrypted_pdf_with_empty_user_password_is_extracted(name: str) -> None:
-    pages = extract(HOSTILE / name)
+    pages = extract(hostile(name))
     assert any(page.text.strip() for page in pages)
 
 
 def test_png_renamed_to_pdf_is_not_a_pdf() -> None:
-    assert reason_of(HOSTILE / "gen__png_renamed.pdf") == "not a PDF (looks like PNG image)"
+    assert reason_of(hostile("gen__png_renamed.pdf")) == "not a PDF (looks like PNG image)"
 
 
 def test_empty_file_is_rejected_before_parsing() -> None:
-    assert reason_of(HOSTILE / "gen__empty.pdf") == "empty file"
+    assert reason_of(hostile("gen__empty.pdf")) == "empty file"
 
 
 def test_missing_file_is_rejected() -> None:
-    assert reason_of(HOSTILE / "no-such-file.pdf").startswith("file cannot be read")
+    assert reason_of(hostile() / "no-such-file.pdf").startswith("file cannot be read")
 
 
 def test_file_over_the_size_limit_is_rejected_with_both_sizes() -> None:
     with pytest.raises(ExtractionError) as caught:
-        pdf_validate(HOSTILE / "gen__3000_pages.pdf", max_bytes=512 * 1024)
+        pdf_validate(hostile("gen__3000_pages.pdf"), max_bytes=512 * 1024)
     assert caught.value.reason == "file too large (1 MB > limit 0.5 MB)"
 
 
@@ -121,37 +129,37 @@ def test_other_formats_are_named_in_the_rejection(tmp_path: Path, head: bytes, l
 
 def test_header_after_leading_junk_within_1024_bytes_passes_validation(tmp_path: Path) -> None:
     path = tmp_path / "mail.pdf"
-    path.write_bytes(b"Content-Type: application/pdf\r\n\r\n" + (HOSTILE / "qpdf__enc-R2,V1.pdf").read_bytes())
+    path.write_bytes(b"Content-Type: application/pdf\r\n\r\n" + (hostile("qpdf__enc-R2,V1.pdf")).read_bytes())
     pdf_validate(path, max_bytes=1024 * 1024)
 
 
 def test_too_many_pages_fails_fast_without_progress() -> None:
     calls: list[tuple[int, int]] = []
-    reason = reason_of(HOSTILE / "gen__3000_pages.pdf", max_pages=2000, on_page=lambda *call: calls.append(call))
+    reason = reason_of(hostile("gen__3000_pages.pdf"), max_pages=2000, on_page=lambda *call: calls.append(call))
     assert reason == "too many pages (3000 > limit 2000)"
     assert calls == []
 
 
 def test_valid_pdf_without_pages_is_rejected() -> None:
-    assert reason_of(HOSTILE / "gen__zero_pages.pdf") == "PDF has no pages"
+    assert reason_of(hostile("gen__zero_pages.pdf")) == "PDF has no pages"
 
 
 def test_truncated_pdf_without_recoverable_pages_is_damaged() -> None:
-    assert reason_of(HOSTILE / "gen__truncated_30pct.pdf") == "damaged PDF: no pages could be recovered"
+    assert reason_of(hostile("gen__truncated_30pct.pdf")) == "damaged PDF: no pages could be recovered"
 
 
 def test_pdf_mupdf_cannot_open_is_damaged_with_mupdfs_reason() -> None:
-    assert reason_of(HOSTILE / "pdfjs__poppler-85140-0.pdf") == "damaged PDF: cannot parse object (4 0 R)"
+    assert reason_of(hostile("pdfjs__poppler-85140-0.pdf")) == "damaged PDF: cannot parse object (4 0 R)"
 
 
 def test_slow_extraction_is_killed_at_the_timeout() -> None:
     started = time.monotonic()
-    assert reason_of(HOSTILE / "gen__3000_pages.pdf", timeout_s=0.2) == "extraction timed out after 0.2 s"
+    assert reason_of(hostile("gen__3000_pages.pdf"), timeout_s=0.2) == "extraction timed out after 0.2 s"
     assert time.monotonic() - started < 2
 
 
 def test_memory_limit_below_need_is_reported_as_out_of_memory() -> None:
-    assert reason_of(CUAD / sorted(p.name for p in CUAD.iterdir())[0], memory_limit_mb=50) == (
+    assert reason_of(cuad_first(1)[0], memory_limit_mb=50) == (
         "extraction ran out of memory (limit 50 MB)"
     )
 
@@ -165,7 +173,7 @@ def test_exception_from_on_page_propagates(tmp_path: Path) -> None:
             raise Cancelled
 
     with pytest.raises(Cancelled):
-        extract(HOSTILE / "gen__3000_pages.pdf", on_page=cancel)
+        extract(hostile("gen__3000_pages.pdf"), on_page=cancel)
 
 
 def fake_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
@@ -178,14 +186,14 @@ def fake_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) ->
 
 def test_child_killed_by_a_signal_is_reported_as_crashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch, "echo '{\"pages\": 3}'\nkill -SEGV $$\n")
-    assert reason_of(HOSTILE / "qpdf__enc-R2,V1.pdf") == "extraction crashed (signal SIGSEGV)"
+    assert reason_of(hostile("qpdf__enc-R2,V1.pdf")) == "extraction crashed (signal SIGSEGV)"
 
 
 def test_hanging_child_and_what_it_started_are_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pid_file = tmp_path / "grandchild.pid"
     fake_python(tmp_path, monkeypatch, f"sleep 600 &\necho $! > {pid_file}\nwait\n")
 
-    assert reason_of(HOSTILE / "qpdf__enc-R2,V1.pdf", timeout_s=0.5) == "extraction timed out after 0.5 s"
+    assert reason_of(hostile("qpdf__enc-R2,V1.pdf"), timeout_s=0.5) == "extraction timed out after 0.5 s"
 
     grandchild = int(pid_file.read_text())
     deadline = time.monotonic() + 5
@@ -202,12 +210,12 @@ def _alive(pid: int) -> bool:
 
 def test_garbage_on_stdout_is_an_extraction_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch, "echo 'Warning: something odd'\n")
-    assert reason_of(HOSTILE / "qpdf__enc-R2,V1.pdf") == ("extraction failed (unexpected output from the extractor)")
+    assert reason_of(hostile("qpdf__enc-R2,V1.pdf")) == ("extraction failed (unexpected output from the extractor)")
 
 
 def test_failure_reason_keeps_only_the_tail_of_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch, "yes 'noise noise' | head -c 200000 >&2\necho 'the real cause' >&2\nexit 3\n")
-    reason = reason_of(HOSTILE / "qpdf__enc-R2,V1.pdf")
+    reason = reason_of(hostile("qpdf__enc-R2,V1.pdf"))
     assert reason.startswith("extraction failed (exit code 3): ...")
     assert reason.endswith("the real cause")
     assert len(reason) < 400
@@ -215,7 +223,7 @@ def test_failure_reason_keeps_only_the_tail_of_stderr(tmp_path: Path, monkeypatc
 
 def test_text_beyond_the_memory_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_python(tmp_path, monkeypatch, "echo '{\"pages\": 1}'\nhead -c 3000000 /dev/zero | tr '\\0' x\n")
-    reason = reason_of(HOSTILE / "qpdf__enc-R2,V1.pdf", memory_limit_mb=2)
+    reason = reason_of(hostile("qpdf__enc-R2,V1.pdf"), memory_limit_mb=2)
     assert reason == "too much text (more than 2 MB)"
 
 
@@ -224,7 +232,7 @@ def test_child_imports_neither_django_nor_heavy_optional_modules() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     command = [sys.executable, "-X", "importtime", "-m", "docs_app.pipeline.pdf_extract_child"]
     done = subprocess.run(
-        [*command, str(HOSTILE / "qpdf__enc-R2,V1.pdf"), "10", "1024"],
+        [*command, str(hostile("qpdf__enc-R2,V1.pdf")), "10", "1024"],
         capture_output=True,
         text=True,
         env=env,
@@ -245,8 +253,8 @@ def test_every_hostile_file_yields_pages_or_a_reason() -> None:
         except ExtractionError as exc:
             return exc
 
-    paths = sorted(HOSTILE.glob("*.pdf"))
-    assert len(paths) == len(MANIFEST)
+    paths = sorted(hostile().glob("*.pdf"))
+    assert len(paths) == len(_manifest())
     # Two at a time: the parent only waits on pipes while each child uses one core.
     with ThreadPoolExecutor(max_workers=2) as pool:
         outcomes = dict(zip(paths, pool.map(outcome, paths), strict=True))

@@ -8,7 +8,8 @@ import sqlite3
 import pytest
 
 from docs_app.models import Answer, AnswerStatus
-from docs_app.services.retrieval import (
+from docs_app.selectors.answers import answer_render
+from docs_app.selectors.retrieval import (
     followup_query,
     fts5_query,
     keyword_terms,
@@ -16,7 +17,6 @@ from docs_app.services.retrieval import (
     question_parts,
     rrf_fuse,
 )
-from docs_app.views.ask import _rendered
 
 HOSTILE_QUERIES = [
     'what about "unbalanced quotes',
@@ -96,14 +96,15 @@ def test_rrf_fuse_rewards_agreement_between_rankings() -> None:
 
 
 def _answer(text: str, numbers: list[int], *, nearest: bool = False) -> Answer:
+    # Stored as before links were built when shown: the old route in "url" must not be what is linked.
     sources = [{"number": n, "chunk_id": 100 + n, "document_id": 10 + n, "title": "T", "page": n,
-                "url": f"/documents/{10 + n}/?page={n}&chunk={100 + n}", "nearest": nearest} for n in numbers]
+                "url": f"/old-viewer/{10 + n}/{n}", "nearest": nearest} for n in numbers]
     return Answer(status=AnswerStatus.DONE, text=text, sources=sources)
 
 
 def test_only_valid_markers_of_readable_sources_become_links() -> None:
     answer = _answer("Delaware law [1]. Notice is 30 days [2][9]. See [3].", [1, 2, 3])
-    rendered = _rendered(answer, readable={11, 12})  # document 13 (source 3) is no longer readable
+    rendered = answer_render(answer=answer, readable={11, 12})  # document 13 (source 3) is no longer readable
     links = [(n, url) for _text, found in rendered.segments for n, url in found]
     assert links == [(1, "/documents/11/?page=1&chunk=101"), (2, "/documents/12/?page=2&chunk=102")]
     text = "".join(t for t, _ in rendered.segments)
@@ -114,6 +115,6 @@ def test_only_valid_markers_of_readable_sources_become_links() -> None:
 
 
 def test_nearest_passages_of_an_abstention_are_never_citations() -> None:
-    rendered = _rendered(_answer("Nothing answers this [1].", [1], nearest=True), readable={11})
+    rendered = answer_render(answer=_answer("Nothing answers this [1].", [1], nearest=True), readable={11})
     assert all(not links for _text, links in rendered.segments)
     assert len(rendered.sources) == 1
