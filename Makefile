@@ -23,6 +23,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy docs_app workers
+	$(BIN)/lint-imports
 
 bench-ingest: setup
 	$(BIN)/python bench/ingest.py --pdfs ../shared/data/legal/cuad_pdf --limit 50
