@@ -310,7 +310,7 @@ def test_status_page_is_for_staff_and_shows_the_loaded_model(redis_server: str, 
     client.delete(MODEL_STATUS_KEY)
     admin = make_user("admin", is_staff=True)
     html = logged_in(admin).get("/status/").content.decode()
-    assert "No answer worker has loaded a model yet" in html
+    assert "No answer worker has started yet" in html
     assert 'id="redis-status">reachable' in html
     client.set(MODEL_STATUS_KEY, json.dumps({"name": "gemma-3-270m", "path": "/models/g.gguf",
                                              "size_bytes": 253_000_000, "sha256": "ab" * 32, "n_ctx": 2048,
