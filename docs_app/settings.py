@@ -261,6 +261,9 @@ LLM_SELFTEST_TIMEOUT_S = env_int("DOCS_LLM_SELFTEST_TIMEOUT_S", 300)
 ANSWER_MAX_SOURCES = env_int("DOCS_ANSWER_MAX_SOURCES", 8)
 # Runs of one answer that may die (a native crash kills the worker child) before the answer fails for good.
 ANSWER_MAX_RUNS = env_int("DOCS_ANSWER_MAX_RUNS", 2)
+# How long one Server-Sent Events response relays an answer before it ends (the browser reconnects with
+# Last-Event-ID); also the longest a reader waits on an answer that makes no progress.
+ANSWER_STREAM_MAX_S = env_int("DOCS_ANSWER_STREAM_MAX_S", 600)
 
 # --- Messaging ---------------------------------------------------------------------------------------
 REDIS_URL = env_str("DOCS_REDIS_URL", "redis://127.0.0.1:6379/0")

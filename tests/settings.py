@@ -16,6 +16,8 @@ os.environ.setdefault("DOCS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
 os.environ.setdefault("DOCS_CHROMA_PORT", str(free_port()))
 os.environ.setdefault("DOCS_LLM_CONTEXT_TOKENS", "2048")
 os.environ.setdefault("DOCS_LLM_MAX_ANSWER_TOKENS", "48")
+# An answer test fails within about two minutes instead of waiting out a stuck stream.
+os.environ.setdefault("DOCS_ANSWER_STREAM_MAX_S", "120")
 
 from docs_app.settings import *  # noqa: E402,F403
 

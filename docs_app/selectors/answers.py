@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 
@@ -26,7 +27,6 @@ from docs_app.services.streams import TERMINAL_EVENTS, stream_exists, stream_rea
 # A relay waits this long for the next entry before it sends a keep-alive.
 KEEPALIVE_S = 15
 # A relay ends after this long even if the answer has not; the browser reconnects with Last-Event-ID.
-STREAM_MAX_S = 600
 
 
 def viewer_url(*, document_id: int, page: int, chunk_id: int) -> str:
@@ -115,11 +115,11 @@ class AnswerEvent:
 
 def answer_events(*, user: AnyUser, answer: Answer, after: str) -> Iterator[AnswerEvent | None]:
     """The answer's events after entry id `after`, each filtered for the user; None marks a quiet spell (the
-    caller sends a keep-alive). Ends after the terminal event, or after STREAM_MAX_S."""
+    caller sends a keep-alive). Ends after the terminal event, or after settings.ANSWER_STREAM_MAX_S."""
     if not stream_exists(answer_id=answer.pk) and answer.is_finished:
         yield from _from_db(user, answer)
         return
-    deadline = time.monotonic() + STREAM_MAX_S
+    deadline = time.monotonic() + settings.ANSWER_STREAM_MAX_S
     while time.monotonic() < deadline:
         entries = stream_read(answer_id=answer.pk, after=after, block_ms=KEEPALIVE_S * 1000)
         if not entries:
