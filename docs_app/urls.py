@@ -4,7 +4,7 @@ render."""
 from django.contrib import admin
 from django.urls import path
 
-from docs_app.views import ask, audit, auth, collections, library, status, viewer
+from docs_app.views import ask, audit, auth, collections, library, search, status, viewer
 
 urlpatterns = [
     path("", library.library, name="library"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("documents/<int:pk>/download/", viewer.download, name="download"),
     path("documents/<int:pk>/retry/", library.retry, name="retry"),
     path("documents/<int:pk>/delete/", library.delete, name="delete"),
+    path("search/", search.search, name="search"),
     path("ask/", ask.ask_start, name="ask"),
     path("ask/<int:pk>/", ask.conversation_view, name="conversation"),
     path("ask/<int:pk>/questions/", ask.question_create, name="question_create"),

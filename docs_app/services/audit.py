@@ -41,6 +41,7 @@ class Action:
     DOWNLOAD = "document.download"
     DELETE = "document.delete"
     RETRY = "document.retry"
+    SEARCH = "document.search"
     ASK = "question.ask"
     ANSWER = "question.answer"
     GRANT_CHANGE = "access.grant_change"
