@@ -78,7 +78,8 @@ def passages_search(*, user: AnyUser, text: str, collection_ids: list[int] | Non
             "SELECT c.id, d.id, d.title, col.name, c.page, "  # noqa: S608 - fixed fragments, values are parameters
             "ts_headline('english', c.text, q, %s) FROM docs_app_chunk c "
             "JOIN docs_app_document d ON d.id = c.document_id "
-            "JOIN docs_app_collection col ON col.id = d.collection_id, to_tsquery('english', %s) q WHERE to_tsvector('english', c.text) @@ q AND d.status = %s "
+            "JOIN docs_app_collection col ON col.id = d.collection_id, to_tsquery('english', %s) q "
+            "WHERE to_tsvector('english', c.text) @@ q AND d.status = %s "
             f"AND d.collection_id IN ({placeholders}) "
             "ORDER BY ts_rank_cd(to_tsvector('english', c.text), q) DESC, c.id LIMIT %s"
         )
