@@ -181,3 +181,24 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
 
     # --- Nothing went anywhere but the app. -------------------------------------------------------------
     _assert_only_app_requests(browser, base)
+
+
+def test_a_typed_question_survives_a_reload_and_ctrl_enter_asks(services: None, live_server: Any,
+                                                                browser: Browser) -> None:
+    base = live_server.url
+    Grant.objects.create(collection=Collection.objects.create(name="Matter drafts"), user=make_user("typist"),
+                         role=Role.VIEWER)
+    page = browser.person()
+    _log_in(page, base, "typist")
+    page.goto(f"{base}/ask/")
+    page.locator("#question").fill("What is the notice period for termination?")
+    page.reload()  # an idle logout and the login after it bring the person back to this page the same way
+    expect(page.locator("#question")).to_have_value("What is the notice period for termination?")
+    Browser.screenshot(page, "draft-restored")
+    page.locator("#question").press("Control+Enter")
+    page.wait_for_url(re.compile(r"/ask/\d+/(#answer-\d+)?$"))
+    conversation = Conversation.objects.get(owner__username="typist")
+    assert conversation.questions.get().text == "What is the notice period for termination?"
+    # Asked: the draft is gone, a new question starts empty.
+    page.goto(f"{base}/ask/")
+    expect(page.locator("#question")).to_have_value("")

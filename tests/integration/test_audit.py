@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -27,7 +28,17 @@ from django.db import connection
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from docs_app.models import AuditEvent, Chunk, Collection, Document, DocumentStatus, Grant, Role
+from docs_app.models import (
+    AuditEvent,
+    Chunk,
+    Collection,
+    Conversation,
+    Document,
+    DocumentStatus,
+    Grant,
+    Question,
+    Role,
+)
 from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_guard_remove, audit_record
 from docs_app.services.grants import (
@@ -216,6 +227,33 @@ def test_background_polling_does_not_keep_an_idle_session_alive(settings) -> Non
     assert response.status_code == 302 and response["Location"].startswith("/login/")
     assert not _signed_in(client)
     assert _actions(events) == [Action.LOGOUT] and events[0].details == {"reason": "idle"}
+
+
+@pytest.mark.django_db
+def test_a_form_sent_after_the_timeout_says_why_and_returns_to_its_page_after_login(settings) -> None:
+    settings.SESSION_IDLE_TIMEOUT_S = 60
+    owner = make_user("drafter")
+    conversation = Conversation.objects.create(owner=owner, title="t")
+    client = logged_in(owner)
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - 61
+    session.save()
+    page = f"/ask/{conversation.pk}/"
+    response = client.post(f"{page}questions/", {"question": "And the notice period?"},
+                           HTTP_REFERER=f"http://testserver{page}")
+    # Not the POST-only address (405 after login), but the page the question was typed on.
+    assert response.status_code == 302 and response["Location"] == f"/login/?next={quote(page, safe='')}"
+    assert not Question.objects.exists()
+    login_page = client.get(response["Location"]).content.decode()
+    assert "signed out after 1 minutes without activity" in login_page
+    assert f'name="next" value="{page}"' in login_page
+    # A referer from another site is not followed.
+    client.force_login(owner)
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - 61
+    session.save()
+    response = client.post(f"{page}questions/", {"question": "x"}, HTTP_REFERER="https://elsewhere.example/")
+    assert response["Location"] == "/login/?next=%2F"
 
 
 @pytest.mark.django_db
