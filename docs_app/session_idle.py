@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
