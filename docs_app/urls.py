@@ -2,7 +2,9 @@
 render."""
 
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import path
+from django.views.generic import TemplateView
 
 from docs_app.views import ask, audit, auth, collections, library, search, status, viewer
 
@@ -10,6 +12,8 @@ urlpatterns = [
     path("", library.library, name="library"),
     path("login/", auth.LoginView.as_view(), name="login"),
     path("logout/", auth.logout_view, name="logout"),
+    path("password/", auth.PasswordChangeView.as_view(), name="password_change"),
+    path("help/", login_required(TemplateView.as_view(template_name="help.html")), name="help"),
     path("collections/new/", collections.collection_new, name="collection_new"),
     path("collections/<int:pk>/", library.collection_detail, name="collection"),
     path("collections/<int:pk>/access/", collections.collection_access, name="collection_access"),

@@ -34,6 +34,7 @@ class Action:
     LOGIN = "auth.login"
     LOGIN_FAILED = "auth.login_failed"
     LOGOUT = "auth.logout"
+    PASSWORD_CHANGE = "auth.password_change"  # noqa: S105 - an event name, not a password
     UPLOAD = "document.upload"
     INGEST = "document.ingest"
     VIEW = "document.view"

@@ -32,8 +32,11 @@ def ask_start(request: HttpRequest) -> HttpResponse:
     collections = list(collections_readable(request.user).order_by("name"))
     error = ""
     if request.method == "POST":
-        chosen = [int(v) for v in request.POST.getlist("collections") if v.isdigit()]
+        chosen = [int(v) for v in request.POST.getlist("collections") if v.isascii() and v.isdigit()]
         try:
+            if collections and not chosen and "collections_shown" in request.POST:
+                # Unticking every box is not "search everything".
+                raise ValidationError("Choose at least one collection to search in.")
             answer = conversation_start(actor=request_actor(request), text=request.POST.get("question", ""),
                                         collection_ids=chosen or None)
         except ValidationError as exc:
