@@ -44,7 +44,7 @@ class AnswerCheck:
     problems: tuple[str, ...]  # plain-language reasons, e.g. "repeats its instructions"
 
     def summary(self) -> str:
-        return "; ".join(self.problems)
+        return " and ".join(self.problems)
 
 
 def answer_check(text: str, *, instructions: Sequence[str]) -> AnswerCheck:

@@ -19,7 +19,8 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from docs_app.models import Answer, AnswerStatus, Collection, Conversation
-from docs_app.pipeline.prompt import citations_parse
+from docs_app.pipeline.answer_check import answer_check
+from docs_app.pipeline.prompt import SYSTEM_RULES, citations_parse
 from docs_app.services.access import collections_readable, document_ids_readable
 from docs_app.services.actor import AnyUser
 from docs_app.services.streams import TERMINAL_EVENTS, stream_exists, stream_read
@@ -53,6 +54,8 @@ class RenderedAnswer:
     segments: list[tuple[str, list[tuple[int, str]]]] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     hidden_sources: int = 0
+    # Why the model's output is not an answer ("repeats its instructions"), or empty: such text is not shown.
+    unusable: str = ""
 
     @property
     def finished(self) -> bool:
@@ -62,7 +65,8 @@ class RenderedAnswer:
     def uncited(self) -> bool:
         """A finished answer that links no source: with a small model this is common, and the reader must
         know the text is not backed by the passages shown."""
-        return self.answer.status == AnswerStatus.DONE and not any(links for _text, links in self.segments)
+        return (self.answer.status == AnswerStatus.DONE and not self.unusable
+                and not any(links for _text, links in self.segments))
 
 
 def answer_render(*, answer: Answer, readable: set[int]) -> RenderedAnswer:
@@ -70,13 +74,18 @@ def answer_render(*, answer: Answer, readable: set[int]) -> RenderedAnswer:
     source the model was given and the user may still read (`readable`: document ids); anything else stays
     plain text."""
     sources = [_linked(s) for s in answer.sources if s.get("document_id") in readable]
+    hidden = len(answer.sources) - len(sources)
+    check = answer_check(answer.text, instructions=[SYSTEM_RULES])
+    if answer.status == AnswerStatus.DONE and not check.usable:
+        # Echoed instructions or markup would show "[1] or [2][3]" as if they were citations.
+        return RenderedAnswer(answer=answer, sources=sources, hidden_sources=hidden, unusable=check.summary())
     urls = {int(s["number"]): str(s["url"]) for s in sources if not s.get("nearest")}
     segments, _cited = citations_parse(answer.text, valid_numbers=urls)
     return RenderedAnswer(
         answer=answer,
         segments=[(seg.text, [(n, urls[n]) for n in seg.source_numbers]) for seg in segments],
         sources=sources,
-        hidden_sources=len(answer.sources) - len(sources),
+        hidden_sources=hidden,
     )
 
 
@@ -156,4 +165,5 @@ def _from_db(user: AnyUser, answer: Answer) -> Iterator[AnswerEvent]:
         yield AnswerEvent("error", json.dumps({"message": answer.error or "The answer failed."}))
         return
     citations = [{"number": n, "url": url} for _text, links in rendered.segments for n, url in links]
-    yield AnswerEvent("done", json.dumps({"status": answer.status, "text": answer.text, "citations": citations}))
+    yield AnswerEvent("done", json.dumps({"status": answer.status, "text": answer.text, "citations": citations,
+                                          "unusable": rendered.unusable}))

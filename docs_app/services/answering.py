@@ -25,7 +25,15 @@ from django.utils import timezone
 from docs_app import registry
 from docs_app.adapters.llm_runtime import ModelUnavailable
 from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Question
-from docs_app.pipeline.prompt import ChatMessage, PromptBudgetError, Source, citations_parse, prompt_build
+from docs_app.pipeline.answer_check import answer_check
+from docs_app.pipeline.prompt import (
+    SYSTEM_RULES,
+    ChatMessage,
+    PromptBudgetError,
+    Source,
+    citations_parse,
+    prompt_build,
+)
 from docs_app.selectors.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
 from docs_app.services.access import conversation_check_owner
 from docs_app.services.actor import Actor
@@ -239,6 +247,9 @@ def _abstain(*, answer: Answer, shown: list[_Shown]) -> None:
 def _finish(*, answer: Answer, status: str, text: str, shown: list[_Shown], model_name: str) -> None:
     by_number = {s.number: s for s in shown if not s.nearest}
     _segments, cited = citations_parse(text, valid_numbers=by_number)
+    check = answer_check(text, instructions=[SYSTEM_RULES]) if status == AnswerStatus.DONE else None
+    if check is not None and not check.usable:
+        cited = []  # markers in echoed instructions or copied markup cite nothing
     with transaction.atomic():
         Citation.objects.filter(answer_id=answer.pk).delete()  # a replay writes them afresh
         Citation.objects.bulk_create([
@@ -254,11 +265,13 @@ def _finish(*, answer: Answer, status: str, text: str, shown: list[_Shown], mode
         audit_record(action=Action.ANSWER, actor=_asked_by(question), target_type="answer", target_id=answer.pk,
                      outcome=str(status),
                      details={"question_id": question.pk,
-                              "cited_chunks": [by_number[n].hit.chunk_id for n in cited]})
+                              "cited_chunks": [by_number[n].hit.chunk_id for n in cited],
+                              **({"unusable": check.summary()} if check is not None and not check.usable else {})})
     keys = ("number", "chunk_id", "document_id", "page")
     citations = [{key: by_number[n].stored()[key] for key in keys} for n in cited]
     stream_publish(answer_id=answer.pk, event="done",
-                   data=json.dumps({"status": str(status), "text": text, "citations": citations}))
+                   data=json.dumps({"status": str(status), "text": text, "citations": citations,
+                                    "unusable": check.summary() if check is not None and not check.usable else ""}))
 
 
 def answer_fail(*, answer: Answer, message: str) -> None:

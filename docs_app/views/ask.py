@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -45,6 +46,7 @@ def ask_start(request: HttpRequest) -> HttpResponse:
             return _asked(request, answer)
     return render(request, "ask/start.html", {"collections": collections,
                                               "recent": conversations_recent(user=request.user), "error": error,
+                                              "standin_model": not settings.LLM_MODEL_PATH,
                                               "question": request.POST.get("question", "")},
                   status=400 if error else 200)
 
@@ -56,7 +58,7 @@ def conversation_view(request: HttpRequest, pk: int) -> HttpResponse:
     shown = conversation_page(user=request.user, conversation=conversation)
     return render(request, "ask/conversation.html", {
         "conversation": conversation, "items": shown.items, "collections": shown.collections,
-        "working": shown.working,
+        "working": shown.working, "standin_model": not settings.LLM_MODEL_PATH,
     })
 
 

@@ -97,6 +97,18 @@
     stream.addEventListener("done", function (e) {
       stream.close();
       var result = JSON.parse(e.data);
+      if (result.unusable) {
+        // Not an answer (echoed instructions, copied markup, a loop): what streamed in is taken away.
+        text.textContent = "";
+        var unusable = document.createElement("p");
+        unusable.className = "unusable";
+        unusable.setAttribute("role", "alert");
+        unusable.textContent = "The model's output is not a usable answer (it " + result.unusable + "), so it is " +
+          "not shown. Read the passages below: they are what the search found, not cited evidence.";
+        answer.insertBefore(unusable, text);
+        setStatus(answer, result.status);
+        return;
+      }
       renderText(text, result.text, result.citations);
       if (result.status === "done" && !(result.citations || []).length && !answer.querySelector(".uncited")) {
         var uncited = document.createElement("p");

@@ -117,7 +117,11 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
                                                           timeout=ANSWER_TIMEOUT_MS)
     status = (answer.locator(".answer-status").text_content() or "").strip()
     assert status == "done", answer.inner_text()
-    assert answer.locator(".answer-text").inner_text().strip()
+    # Either an answer, or a plain statement that the model's output was not one (the stand-in usually echoes
+    # its instructions): never the echoed rules dressed as a cited answer.
+    usable = answer.locator(".unusable").count() == 0
+    assert answer.locator(".answer-text").inner_text().strip() if usable else \
+        "Rules:" not in answer.inner_text()
     # The text came through the answer stream (Server-Sent Events), not only from a later page render.
     answer_id = answer.get_attribute("data-answer-id")
     assert any(f"/answers/{answer_id}/stream/" in url for url in browser.requests)
@@ -127,7 +131,7 @@ def test_upload_ask_cite_view_audit_and_nothing_for_outsiders(services: None, li
     # does not, and then the sources panel is the evidence link (same viewer URL, same highlight).
     citations = answer.locator("a.citation")
     # An answer that links no source says so plainly instead of passing for grounded text.
-    assert answer.locator(".uncited").count() == (0 if citations.count() else 1)
+    assert answer.locator(".uncited").count() == (0 if citations.count() or not usable else 1)
     evidence = citations.first if citations.count() else answer.locator(".sources .source a").first
     print(f"evidence link used: {'a.citation' if citations.count() else '.sources .source a'}")
     href = evidence.get_attribute("href")

@@ -156,8 +156,15 @@ def test_an_answer_whose_worker_dies_twice_fails_with_its_reason_and_the_next_is
         os.kill(pid, signal.SIGKILL)  # as a native crash in the model would end the worker process
         killed.append(pid)
 
-    wait_until(lambda: Answer.objects.get(pk=answer_id).status == AnswerStatus.FAILED, timeout_s=120,
-               what="the answer to fail after its second crash")
+    def failed() -> bool:
+        return Answer.objects.get(pk=answer_id).status == AnswerStatus.FAILED
+
+    try:
+        wait_until(failed, timeout_s=120, what="the answer to fail after its second crash")
+    except AssertionError as exc:
+        state = Answer.objects.values("status", "attempts").get(pk=answer_id)
+        kinds = [kind for _id, kind, _data in stream_read(answer_id=answer_id)]
+        raise AssertionError(f"{exc}; killed {killed}; answer {state}; stream {kinds}") from None
     answer = Answer.objects.get(pk=answer_id)
     assert answer.attempts == settings.ANSWER_MAX_RUNS + 1
     assert "stopped 2 times" in answer.error

@@ -114,6 +114,16 @@ def test_only_valid_markers_of_readable_sources_become_links() -> None:
     assert rendered.hidden_sources == 1
 
 
+def test_output_that_is_no_answer_is_not_shown_and_links_nothing() -> None:
+    echoed = ("You answer questions about the user's documents using only the numbered sources given in the user's "
+              "message. Rules: 1. Use only facts stated in the sources. Do not use outside knowledge. 2. Cite every "
+              "claim with the number of its source in square brackets, like [1] or [2][3].")
+    rendered = answer_render(answer=_answer(echoed, [1, 2, 3]), readable={11, 12, 13})
+    assert rendered.unusable == "repeats its instructions"
+    assert rendered.segments == [] and not rendered.uncited
+    assert len(rendered.sources) == 3  # the passages found are still listed
+
+
 def test_nearest_passages_of_an_abstention_are_never_citations() -> None:
     rendered = answer_render(answer=_answer("Nothing answers this [1].", [1], nearest=True), readable={11})
     assert all(not links for _text, links in rendered.segments)
