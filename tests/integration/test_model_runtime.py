@@ -145,11 +145,14 @@ def test_an_answer_whose_worker_dies_twice_fails_with_its_reason_and_the_next_is
     killed: list[int] = []
     for _ in range(settings.ANSWER_MAX_RUNS):
         def generating() -> bool:
-            # A new run has shown its sources: the model is now reading the prompt or writing tokens.
+            # This run (the one after len(killed) restarts) has shown its sources: the model is now reading
+            # the prompt or writing tokens.
             pid = lease_holder_pid(answer_id)
             kinds = [kind for _id, kind, _data in stream_read(answer_id=answer_id)]
+            if pid is None or pid in killed or kinds.count("restart") != len(killed):
+                return False
             this_run = kinds[len(kinds) - kinds[::-1].index("restart"):] if "restart" in kinds else kinds
-            return pid is not None and pid not in killed and "sources" in this_run
+            return "sources" in this_run
         wait_until(generating, timeout_s=120, every_s=0.05, what="a run of the answer to generate")
         pid = lease_holder_pid(answer_id)
         assert pid is not None
