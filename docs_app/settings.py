@@ -100,12 +100,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: nothing below may read a body whose declared size is over the limit (docs_app.request_limits).
+    "docs_app.request_limits.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "docs_app.request_limits.AnonymousBodyLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -226,6 +229,10 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+# Whole request bodies, checked against Content-Length before anything reads them (docs_app.request_limits).
+# Everything but the upload route is a small form; an upload carries many files at once.
+REQUEST_MAX_BODY_BYTES = env_int("DOCS_REQUEST_MAX_BODY_KB", 1024) * 1024
+UPLOAD_REQUEST_MAX_BYTES = env_int("DOCS_UPLOAD_REQUEST_MAX_MB", 2048) * 1024 * 1024
 ZIP_MAX_MEMBERS = env_int("DOCS_ZIP_MAX_MEMBERS", 2000)
 ZIP_MAX_UNCOMPRESSED_MB = env_int("DOCS_ZIP_MAX_UNCOMPRESSED_MB", 2048)
 
