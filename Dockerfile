@@ -16,4 +16,5 @@ COPY . .
 ENV DJANGO_SETTINGS_MODULE=docs_app.settings HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
     DOCS_DATA_DIR=/data DOCS_PRODUCTION=1
 RUN DOCS_SECRET_KEY=build-only DOCS_ALLOWED_HOSTS=build python manage.py collectstatic --noinput -v0
+ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
 USER 1000:1000

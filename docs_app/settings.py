@@ -23,6 +23,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # and an answer worker on the same cores) spinning threads starve each other: PASSIVE measured 2-4x faster
 # decoding here. It must be set before either library loads, which importing settings guarantees.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Confidential files: everything a process of the app creates (database and its WAL, stored PDFs, page renders,
+# keys, logs) is readable by the app's user alone, whatever umask the shell or service manager handed down.
+# Every Django and Celery process imports this module; scripts/run.sh sets the same umask for Chroma and Redis.
+os.umask(0o077)
 
 
 def env_str(name: str, default: str) -> str:
