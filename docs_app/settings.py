@@ -63,6 +63,13 @@ DATA_DIR = Path(env_str("DOCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 MEDIA_ROOT = DATA_DIR / "files"
 PAGE_CACHE_DIR = DATA_DIR / "page-cache"
 
+# The audit chain's HMAC key and the file its head is anchored in live outside the data directory and the
+# database (docs_app.keyfile): a copy of either is not enough to rewrite the log unnoticed.
+AUDIT_KEY_FILE = Path(env_str("DOCS_AUDIT_KEY_FILE", str(BASE_DIR / "keys" / "audit-hmac.key"))).resolve()
+AUDIT_ANCHOR_FILE = Path(env_str("DOCS_AUDIT_ANCHOR_FILE", str(AUDIT_KEY_FILE.parent / "audit-anchors.log"))).resolve()
+# At most one anchor line per this many seconds (0: after every event); verify_audit always writes one.
+AUDIT_ANCHOR_EVERY_S = env_int("DOCS_AUDIT_ANCHOR_EVERY_S", 60)
+
 PRODUCTION = env_bool("DOCS_PRODUCTION", False)
 # Off unless asked for: an office intranet app must not show tracebacks to its users.
 DEBUG = env_bool("DOCS_DEBUG", False)

@@ -13,6 +13,8 @@ export DOCS_CHROMA_PORT="${DOCS_CHROMA_PORT:-8765}"
 mkdir -p "$DOCS_DATA_DIR"
 chmod 700 "$DOCS_DATA_DIR"
 PY=.venv/bin/python
+# The audit key lives outside the data directory (DOCS_AUDIT_KEY_FILE, default ./keys/): back it up apart from it.
+$PY manage.py audit_key_create
 $PY manage.py migrate --noinput -v0
 $PY manage.py collectstatic --noinput -v0
 $PY manage.py create_roles

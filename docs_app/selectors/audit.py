@@ -12,7 +12,8 @@ from django.db.models import QuerySet
 from docs_app.models import AuditEvent
 
 CSV_COLUMNS = ["id", "created_at", "actor_id", "actor_name", "action", "target_type", "target_id",
-               "collection_id", "document_id", "client_address", "outcome", "details", "prev_hash", "hash"]
+               "collection_id", "document_id", "client_address", "outcome", "details", "prev_hash", "hash",
+               "chain_version"]
 # A cell starting with one of these runs as a formula when a reviewer opens the export in a spreadsheet; a
 # user name or uploaded file name is enough to plant one.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -57,4 +58,5 @@ def audit_csv_rows(events: QuerySet[AuditEvent]) -> Iterator[list[str]]:
             event.pk, created, event.actor_id, event.actor_name, event.action, event.target_type,
             event.target_id, event.collection_id_ref, event.document_id_ref, event.client_address,
             event.outcome, json.dumps(event.details, sort_keys=True), event.prev_hash, event.hash,
+            event.chain_version,
         )]
