@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from docs_app import admin_accounts  # noqa: F401 - registers the wall-aware user and group admins
 from docs_app.models import AuditEvent, Collection, Document, Grant, Role
 from docs_app.services.actor import Actor
 from docs_app.services.documents import document_delete

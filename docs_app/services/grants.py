@@ -170,5 +170,8 @@ def roles_ensure(*, using: str = "default") -> Group:
     permission = Permission.objects.using(using).filter(
         content_type__app_label="docs_app", codename="review_audit").first()
     if permission is not None:  # absent only before docs_app's permissions exist (first migrate, mid-way)
-        group.permissions.add(permission)
+        # Through the link table, not group.permissions.add: the built-in role is code, restored on every
+        # migrate (and test-database flush) without an audit event; a change a person makes is audited
+        # (services.membership).
+        Group.permissions.through.objects.using(using).get_or_create(group=group, permission=permission)
     return group
