@@ -102,7 +102,8 @@ class Document(models.Model):
         indexes = [models.Index(fields=["status"])]
 
     def __str__(self) -> str:
-        return self.title
+        # Not the title: str() reaches admin pages, logs and messages that anyone administering may read.
+        return f"document #{self.pk}"
 
     @property
     def is_terminal(self) -> bool:

@@ -104,7 +104,8 @@ def document_upload(
             audit_record(
                 action=Action.UPLOAD, actor=actor, target_type="document",
                 target_id=document.pk, collection_id=collection.pk, document_id=document.pk,
-                details={"sha256": sha256, "size_bytes": size, "name": display_name},
+                # No file name or title: the receipt must say nothing an erasure would have to take back.
+                details={"sha256": sha256, "size_bytes": size},
             )
             document_ingest_enqueue(document_id=document.pk)
     except IntegrityError:
@@ -124,9 +125,10 @@ def _duplicate(name: str, existing: Document) -> UploadOutcome:
 
 
 def upload_rejected(*, name: str, reason: str, collection: Collection, actor: Actor) -> UploadOutcome:
-    """A file that is not stored, audited so the log shows every file someone tried to add."""
+    """A file that is not stored, audited so the log shows every file someone tried to add (not its name: the
+    uploader sees that in the response; the log keeps no names of documents)."""
     audit_record(action=Action.UPLOAD, actor=actor, target_type="file", collection_id=collection.pk,
-                 outcome="rejected", details={"name": name[:300], "reason": reason})
+                 outcome="rejected", details={"reason": reason})
     return UploadOutcome(name, "rejected", reason)
 
 
@@ -150,8 +152,8 @@ def document_delete(*, document: Document, actor: Actor) -> None:
     cache_dir = page_cache_dir(document)
     document_id = document.pk
     with transaction.atomic():
-        receipt = {"sha256": document.sha256, "title": document.title, "size_bytes": document.size_bytes,
-                   "page_count": document.page_count}
+        # The receipt the README promises: id, SHA-256 of the original, who, when. Never the title or file name.
+        receipt = {"sha256": document.sha256, "size_bytes": document.size_bytes, "page_count": document.page_count}
         document.chunks.all().delete()
         document.delete()
         audit_record(action=Action.DELETE, actor=actor, target_type="document",
