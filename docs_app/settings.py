@@ -203,6 +203,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # request has the same REMOTE_ADDR, and (a) five typos anywhere would lock the whole office out, (b) with
 # AXES_RESET_ON_SUCCESS any colleague's good login would wipe every failure count from that address,
 # including the counter of the account under attack (tests/integration/test_audit.py pins both halves).
+# Failed logins for names that are no account: at most one audit event per this many seconds (docs_app.auth_events).
+LOGIN_UNKNOWN_EVENT_EVERY_S = env_int("DOCS_LOGIN_UNKNOWN_EVENT_EVERY_S", 60)
 AXES_FAILURE_LIMIT = env_int("DOCS_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_int("DOCS_LOGIN_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = ["username"]
