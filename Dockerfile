@@ -1,7 +1,9 @@
 # Production image: one image, several roles (web, ingest, answer), chosen by the command in docker-compose.yml.
 # Build on a connected machine, then move the image into the office (docker save / docker load).
 FROM python:3.11-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git \
+# bubblewrap: the PDF children's sandbox. Inside a container it needs user namespaces (e.g. `--security-opt
+# seccomp=unconfined` or a profile allowing unshare); without them DOCS_SANDBOX=auto falls back to basic.
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml ./

@@ -254,6 +254,11 @@ ZIP_MAX_UNCOMPRESSED_MB = env_int("DOCS_ZIP_MAX_UNCOMPRESSED_MB", 2048)
 INGEST_MAX_PAGES = env_int("DOCS_INGEST_MAX_PAGES", 5000)
 INGEST_EXTRACT_TIMEOUT_S = env_int("DOCS_INGEST_EXTRACT_TIMEOUT_S", 300)
 INGEST_EXTRACT_MEMORY_MB = env_int("DOCS_INGEST_EXTRACT_MEMORY_MB", 2048)
+# The PDF children's sandbox (docs_app.pipeline.sandbox): "auto" (bubblewrap when it can start, else basic),
+# "namespaces" (require bubblewrap) or "basic" (environment, limits and seccomp only).
+SANDBOX = env_str("DOCS_SANDBOX", "auto")
+if SANDBOX not in ("auto", "namespaces", "basic"):
+    raise ImproperlyConfigured(f"DOCS_SANDBOX must be auto, namespaces or basic, got {SANDBOX!r}")
 INGEST_MAX_ATTEMPTS = env_int("DOCS_INGEST_MAX_ATTEMPTS", 3)
 CHUNK_MAX_TOKENS = env_int("DOCS_CHUNK_MAX_TOKENS", 200)
 CHUNK_OVERLAP_TOKENS = env_int("DOCS_CHUNK_OVERLAP_TOKENS", 40)

@@ -288,9 +288,9 @@ def audit_guard_install(conn: BaseDatabaseWrapper | None = None) -> None:
                 )
             # INSERT OR REPLACE deletes the row it conflicts with without firing DELETE triggers (unless the
             # connection enabled recursive_triggers): refuse any insert that names an existing id or hash.
+            existing = f"SELECT 1 FROM {TABLE} WHERE id = NEW.id OR hash = NEW.hash"  # noqa: S608 - constants
             cursor.execute(
-                f"CREATE TRIGGER IF NOT EXISTS audit_no_replace BEFORE INSERT ON {TABLE} "
-                f"WHEN EXISTS (SELECT 1 FROM {TABLE} WHERE id = NEW.id OR hash = NEW.hash) "
+                f"CREATE TRIGGER IF NOT EXISTS audit_no_replace BEFORE INSERT ON {TABLE} WHEN EXISTS ({existing}) "
                 "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
             )
         elif conn.vendor == "postgresql":

@@ -51,7 +51,7 @@ def wall_lift_refusal(*, username: str, lifted: dict[int, list[int]]) -> Validat
         "individually before moving them.")
 
 
-def _group_access(group_id: int) -> dict[str, list[dict[str, Any]]]:
+def _group_access(group_id: int) -> dict[str, list[Any]]:
     rows = Grant.objects.filter(group_id=group_id).values_list("collection_id", "role").order_by("collection_id")
     return {"grants": [{"collection_id": c, "role": r} for c, r in rows if r != Role.DENY],
             "walls": [c for c, r in rows if r == Role.DENY]}

@@ -18,7 +18,7 @@ def _manage(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
                DOCS_AUDIT_KEY_FILE=str(data_dir.parent / "keys" / "audit.key"))
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300, check=False,
-                          preexec_fn=lambda: os.umask(0o022))  # noqa: PLW1509 - what a shell hands down
+                          preexec_fn=lambda: os.umask(0o022))  # what a shell hands down
 
 
 def _mode(path: Path) -> int:

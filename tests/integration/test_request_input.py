@@ -26,7 +26,7 @@ def reader(db) -> tuple[Client, int, int]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("digits", ["²", "٣", "𝟠", "1²", " 3"])
+@pytest.mark.parametrize("digits", ["²", "٣", "\U0001d7e0", "1²", " 3"])
 def test_unicode_digits_in_ids_and_page_numbers_are_ignored_not_a_server_error(reader, digits: str) -> None:
     client, collection_id, document_id = reader
     assert client.get(f"/documents/{document_id}/", {"page": digits, "chunk": digits}).status_code == 200
