@@ -41,7 +41,9 @@ def devservices() -> Iterator[Services]:
 
 @pytest.fixture(scope="session")
 def redis_server(devservices: Services) -> str:
-    devservices.redis(port=redis_port(settings.REDIS_URL), data_dir=RUN_DIR)
+    # The production configuration, its files in the data directory: the erasure test reads them.
+    settings.DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    devservices.redis(port=redis_port(settings.REDIS_URL), data_dir=settings.DATA_DIR)
     return str(settings.REDIS_URL)
 
 
