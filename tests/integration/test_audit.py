@@ -473,8 +473,8 @@ def _checkpoint() -> None:
 
 
 def _index_terms_of(document_id: int, avoid: str) -> set[str]:
-    """Long keyword-index terms that occur only in this document's chunks and not in its file name (which the
-    deletion receipt keeps on purpose)."""
+    """Long keyword-index terms that occur only in this document's chunks and not in its file name (other
+    tests of this session ingest files with the same name; test_erasure.py pins that names go too)."""
     path = connection.settings_dict["NAME"]
     with sqlite3.connect(path) as db:
         db.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, docs_app_chunk_fts, 'row')")
