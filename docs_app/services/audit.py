@@ -239,13 +239,17 @@ def audit_anchor_head() -> tuple[int, str] | None:
 
 
 def _anchor_if_due(event_id: int, hash_: str) -> None:
-    """Called after commit: anchors are written periodically, not for every event."""
+    """Called after commit: anchors are written periodically, not for every event. The event is committed
+    already, so a failure to anchor is logged, not raised into the request that wrote it."""
     try:
         age = time.time() - Path(settings.AUDIT_ANCHOR_FILE).stat().st_mtime
     except FileNotFoundError:
         age = float("inf")
     if age >= settings.AUDIT_ANCHOR_EVERY_S:
-        audit_anchor(event_id, hash_)
+        try:
+            audit_anchor(event_id, hash_)
+        except (OSError, ImproperlyConfigured):
+            anchor_log.exception("could not anchor audit event #%s in %s", event_id, settings.AUDIT_ANCHOR_FILE)
 
 
 def _anchors_problem() -> str:

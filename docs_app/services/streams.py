@@ -157,10 +157,23 @@ def redis_files_compact() -> bool:
     """Rewrite Redis's append-only file from what Redis holds now, so deleted streams leave the disk too.
     False when Redis keeps no append-only file (nothing to do)."""
     client = redis_client()
-    if client.config_get("appendonly").get("appendonly") != "yes":
-        return False
-    client.bgrewriteaof()
+    try:
+        if client.config_get("appendonly").get("appendonly") != "yes":
+            return False
+    except redis.exceptions.ResponseError:  # CONFIG renamed away (a managed Redis): rewrite anyway
+        pass
+    try:
+        client.bgrewriteaof()
+    except redis.exceptions.ResponseError as exc:
+        if "already in progress" not in str(exc):
+            raise
+        # A rewrite running now may have copied the streams before they were deleted: ask again later.
+        raise RewriteBusy(str(exc)) from exc
     return True
+
+
+class RewriteBusy(Exception):
+    """Redis is rewriting its append-only file already; the caller's task retries."""
 
 
 def stream_exists(*, answer_id: int) -> bool:
