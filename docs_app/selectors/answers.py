@@ -56,7 +56,7 @@ def _readable_only(user: AnyUser, items: Iterable[dict[str, Any]]) -> list[dict[
 
 def _sources_shown(user: AnyUser, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Streamed sources (ids and places) the user may read now, with their passage text and title from the DB."""
-    chunk_ids = [item.get("chunk_id") for item in items if isinstance(item.get("chunk_id"), int)]
+    chunk_ids = [int(item["chunk_id"]) for item in items if isinstance(item.get("chunk_id"), int)]
     chunks = {row["id"]: row for row in chunks_readable(user).filter(id__in=chunk_ids)
               .values("id", "text", "document__title")}
     return [_linked({**item, "text": chunks[item["chunk_id"]]["text"],

@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from docs_app.models import Grant, Role
-from docs_app.request_context import request_actor
+from docs_app.services.actor import SYSTEM, actor_current
 from docs_app.services.audit import Action, audit_record
 
 
@@ -58,13 +58,11 @@ def _group_access(group_id: int) -> dict[str, list[Any]]:
 
 
 def _record(*, action: str, target_type: str, target_id: int, details: dict[str, Any]) -> None:
-    current = request_actor()
+    current = actor_current()
     if current is None:
-        audit_record(action=action, target_type=target_type, target_id=target_id,
-                     details={**details, "via": "no request (shell, command or migration)"})
-    else:
-        audit_record(action=action, actor=current.user, address=current.address, target_type=target_type,
-                     target_id=target_id, details=details)
+        details = {**details, "via": "no request (shell, command or migration)"}
+    audit_record(action=action, actor=current or SYSTEM, target_type=target_type, target_id=target_id,
+                 details=details)
 
 
 def membership_record(*, change: str, user_id: int, username: str, group_ids: Iterable[int]) -> None:
