@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from docs_app.models import Answer, AnswerStatus, Chunk, Conversation, Document, DocumentStatus, Question
+from docs_app.services.actor import Actor
 from docs_app.services.answering import _history
 from docs_app.services.grants import collection_create, grant_set, wall_set
 from docs_app.services.streams import redis_client, stream_key
@@ -33,8 +34,8 @@ def _sse_events(client: Client, answer: Answer) -> dict[str, list[str]]:
 def test_a_walled_viewer_no_longer_sees_an_old_answer_nor_its_replay(redis_server: str) -> None:
     manager = User.objects.create_user("mgr", password=PASSWORD)
     viewer = User.objects.create_user("vic", password=PASSWORD)
-    matter = collection_create(name="Matter A", created_by=manager)
-    grant_set(collection=matter, role="viewer", user=viewer, actor=manager)
+    matter = collection_create(name="Matter A", actor=Actor(user=manager))
+    grant_set(collection=matter, role="viewer", user=viewer, actor=Actor(user=manager))
     document = Document.objects.create(collection=matter, title="Settlement memo", original_name="m.pdf",
                                        stored_name="m.pdf", sha256="ab" * 32, size_bytes=1, page_count=1,
                                        status=DocumentStatus.READY)
@@ -58,7 +59,7 @@ def test_a_walled_viewer_no_longer_sees_an_old_answer_nor_its_replay(redis_serve
     assert FIGURE in json.loads(replay["done"][0])["text"]
     assert _history(follow_up) == [("What is the figure?", answer.text)]
 
-    wall_set(collection=matter, user=viewer, actor=manager)
+    wall_set(collection=matter, user=viewer, actor=Actor(user=manager))
 
     assert client.get(f"/documents/{document.pk}/").status_code == 404
     page = client.get(f"/ask/{conversation.pk}/").content.decode()

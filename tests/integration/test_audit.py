@@ -571,19 +571,19 @@ def test_failed_logins_for_unknown_names_are_aggregated_not_one_row_each(redis_s
 
     settings.LOGIN_UNKNOWN_EVENT_EVERY_S = 60
     redis_client().delete(UNKNOWN_WINDOW_KEY, UNKNOWN_UNRECORDED_KEY)
-    _user("known")
+    make_user("known")
     client = Client()
-    with _new_events() as unknown:
+    with new_events() as unknown:
         for n in range(50):
             _login(client, f"ghost{n}", "guess")
     assert _actions(unknown) == [Action.LOGIN_FAILED]
     assert unknown[0].details == {"unknown_account": True}
-    with _new_events() as known:
+    with new_events() as known:
         for n in range(2):
             _login(client, "known", f"guess {n}")
     assert [(e.action, e.actor_name) for e in known] == [(Action.LOGIN_FAILED, "known")] * 2
     redis_client().delete(UNKNOWN_WINDOW_KEY)  # the minute is over
-    with _new_events() as later:
+    with new_events() as later:
         _login(client, "ghost-again", "guess")
     assert _actions(later) == [Action.LOGIN_FAILED]
     assert later[0].details == {"unknown_account": True, "unrecorded_before": 49}

@@ -12,12 +12,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from docs_app.models import Document, Grant, Role
+from docs_app.services.actor import Actor
 from docs_app.services.grants import AUDITORS_GROUP, collection_create
-from tests.conftest import CUAD_DIR
+from tests.data import WEB_HOSTING, cuad
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "correct horse battery staple"
-SMALL_CONTRACT = next(CUAD_DIR.glob("GALACTICOMMTECHNOLOGIESINC_11_07_1997*"))
 SECRET_FILE = "Hollowbrook-custody-evaluation.pdf"
 SECRET_MATTER = "Hollowbrook v Hollowbrook"
 
@@ -39,8 +39,8 @@ def people() -> dict[str, User]:
 
 def test_a_manager_cannot_grant_auditors_a_role_and_a_stray_grant_reads_nothing(people) -> None:
     manager, auditor = people["manager"], people["auditor"]
-    matter = collection_create(name="Matter", created_by=manager)
-    with SMALL_CONTRACT.open("rb") as pdf:
+    matter = collection_create(name="Matter", actor=Actor(user=manager))
+    with cuad(WEB_HOSTING).open("rb") as pdf:
         _client(manager).post(f"/collections/{matter.pk}/upload/", {"files": [pdf]})
     document = Document.objects.get(collection=matter)
     access = f"/collections/{matter.pk}/access/"
@@ -60,10 +60,10 @@ def test_a_manager_cannot_grant_auditors_a_role_and_a_stray_grant_reads_nothing(
 
 def test_the_export_and_the_admin_show_ids_not_names(people) -> None:
     manager = people["manager"]
-    matter = collection_create(name=SECRET_MATTER, created_by=manager)
+    matter = collection_create(name=SECRET_MATTER, actor=Actor(user=manager))
     uploader = _client(manager)
     uploader.post(f"/collections/{matter.pk}/upload/",
-                  {"files": [SimpleUploadedFile(SECRET_FILE, SMALL_CONTRACT.read_bytes())]})
+                  {"files": [SimpleUploadedFile(SECRET_FILE, cuad(WEB_HOSTING).read_bytes())]})
     uploader.post(f"/collections/{matter.pk}/upload/",
                   {"files": [SimpleUploadedFile("Hollowbrook-photo.pdf", b"\x89PNG\r\n\x1a\n" + b"\0" * 64)]})
     document = Document.objects.get(collection=matter)
@@ -76,7 +76,7 @@ def test_the_export_and_the_admin_show_ids_not_names(people) -> None:
     assert "Hollowbrook" not in export
     assert "Hollowbrook" not in _client(people["auditor"]).get("/audit/").content.decode()
 
-    other = collection_create(name="Other", created_by=manager)
+    other = collection_create(name="Other", actor=Actor(user=manager))
     kept = Document.objects.create(collection=other, title="Hollowbrook custody", original_name=SECRET_FILE,
                                    stored_name="k.pdf", sha256="ab" * 32, size_bytes=1)
     admin = _client(people["root"])

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.data import REPO
 
 
 def _manage(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

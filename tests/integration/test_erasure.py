@@ -18,6 +18,7 @@ from django.db import connection
 from django.test import Client
 
 from docs_app.models import Answer, AnswerStatus, AuditEvent, Document, DocumentStatus
+from docs_app.services.actor import Actor
 from docs_app.services.answering import REDACTED_TEXT
 from docs_app.services.audit import Action
 from docs_app.services.grants import collection_create
@@ -59,7 +60,7 @@ def test_an_erased_document_leaves_no_phrase_or_name_in_any_file(services: None,
     pdf = tmp_path / f"{name_token}-lease.pdf"
     _lease_pdf(pdf, codeword)
     manager = User.objects.create_user("mona", password=PASSWORD)
-    collection = collection_create(name="Lettings", created_by=manager)
+    collection = collection_create(name="Lettings", actor=Actor(user=manager))
     client = Client()
     client.force_login(manager)
     with pdf.open("rb") as upload:

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.test import Client
 
 from docs_app.models import AuditEvent, Document, Grant, Role
+from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_verify
 from docs_app.services.grants import collection_create, grant_set, wall_remove, wall_set
 
@@ -45,10 +46,10 @@ def world() -> dict[str, object]:
     root = User.objects.create_superuser("root", password=PASSWORD)
     boss = User.objects.create_user("boss", password=PASSWORD)
     erin = User.objects.create_user("erin", password=PASSWORD)
-    matter = collection_create(name="Matter A", created_by=boss)
+    matter = collection_create(name="Matter A", actor=Actor(user=boss))
     firm, litigation = Group.objects.create(name="Firm"), Group.objects.create(name="Litigation")
-    grant_set(collection=matter, role=Role.VIEWER, group=firm, actor=boss)
-    wall_set(collection=matter, group=litigation, actor=boss)
+    grant_set(collection=matter, role=Role.VIEWER, group=firm, actor=Actor(user=boss))
+    wall_set(collection=matter, group=litigation, actor=Actor(user=boss))
     erin.groups.add(firm, litigation)
     document = Document.objects.create(collection=matter, title="Settlement", original_name="s.pdf",
                                        stored_name="s.pdf", sha256="aa" * 32, size_bytes=1)
@@ -78,7 +79,7 @@ def test_an_admin_cannot_lift_a_group_wall_by_editing_membership(world) -> None:
     assert admin.get(f"/admin/auth/group/{litigation.pk}/delete/").status_code == 403
 
     # Lifting the wall is its own audited act; the membership change after it is an ordinary, audited one.
-    wall_remove(grant=Grant.objects.get(group=litigation), actor=world["boss"])
+    wall_remove(grant=Grant.objects.get(group=litigation), actor=Actor(user=world["boss"]))
     with _new_events(Action.MEMBERSHIP_CHANGE) as events:
         assert admin.post(f"/admin/auth/user/{erin.pk}/change/", _user_form(erin, [firm])).status_code == 302
     assert [(e.actor_name, e.details["change"], e.details["group_name"]) for e in events] == [

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from docs_app.models import Document
+from docs_app.services.actor import Actor
 from docs_app.services.grants import collection_create
 
 PASSWORD = "correct horse battery staple"
@@ -17,7 +18,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def reader(db) -> tuple[Client, int, int]:
     user = User.objects.create_user(username="uma", password=PASSWORD)
-    collection = collection_create(name="Digits", created_by=user)
+    collection = collection_create(name="Digits", actor=Actor(user=user))
     document = Document.objects.create(collection=collection, title="T", original_name="t.pdf", stored_name="t.pdf",
                                        sha256="ef" * 32, size_bytes=1, status="ready", page_count=2)
     client = Client()
@@ -59,7 +60,7 @@ def test_an_oversized_anonymous_post_is_refused_before_its_body_is_read(live_ser
     reply = _post_headers_only(live_server.url, "/login/", 400 * 1024 * 1024, cookie=fake_csrf)
     assert reply.split(b"\r\n")[0].split(b" ")[1:2] == [b"413"], reply
     # The upload route allows large bodies, but not to someone who is not logged in.
-    collection = collection_create(name="Big", created_by=User.objects.create_user("big", password=PASSWORD))
+    collection = collection_create(name="Big", actor=Actor(user=User.objects.create_user("big", password=PASSWORD)))
     reply = _post_headers_only(live_server.url, f"/collections/{collection.pk}/upload/", 400 * 1024 * 1024,
                                cookie=fake_csrf)
     assert reply.split(b"\r\n")[0].split(b" ")[1:2] == [b"413"], reply

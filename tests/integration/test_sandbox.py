@@ -15,9 +15,7 @@ from django.conf import settings
 
 from docs_app.pipeline.sandbox import Sandbox, bwrap_works
 from docs_app.services.sandboxing import pdf_sandbox
-from tests.conftest import CUAD_DIR, REPO
-
-CONTRACT = next(CUAD_DIR.glob("GALACTICOMMTECHNOLOGIESINC_11_07_1997*"))
+from tests.data import REPO, WEB_HOSTING, cuad
 
 
 def _probe(sandbox: Sandbox, *, readable: Path, secrets: dict[str, Path], write: Path) -> dict[str, object]:
@@ -53,7 +51,7 @@ def test_a_child_gets_no_socket_no_secret_no_process_and_no_writable_file(secret
     (data / "secret_key").write_text("dev-secret")
     try:
         sandbox = Sandbox(mode="namespaces", hidden=(*pdf_sandbox().hidden, str(data)))
-        outcomes = _probe(sandbox, readable=CONTRACT, write=REPO / "test-artifacts" / "planted.txt",
+        outcomes = _probe(sandbox, readable=cuad(WEB_HOSTING), write=REPO / "test-artifacts" / "planted.txt",
                           secrets={"data_dir_secret": data / "secret_key", "audit_key": settings.AUDIT_KEY_FILE,
                                    "database": Path(settings.DATABASES["default"]["TEST"]["NAME"])})
     finally:
@@ -72,7 +70,7 @@ def test_a_child_gets_no_socket_no_secret_no_process_and_no_writable_file(secret
 
 def test_without_bubblewrap_the_child_still_gets_no_socket_exec_or_secret_environment(secret_environment,
                                                                                       tmp_path: Path) -> None:
-    outcomes = _probe(Sandbox(mode="basic"), readable=CONTRACT, write=tmp_path / "planted.txt", secrets={})
+    outcomes = _probe(Sandbox(mode="basic"), readable=cuad(WEB_HOSTING), write=tmp_path / "planted.txt", secrets={})
     assert outcomes["environment"] == []
     assert (outcomes["socket"], outcomes["exec"], outcomes["fork"]) == ("PermissionError",) * 3
     assert outcomes["input"] == "allowed"
@@ -81,5 +79,6 @@ def test_without_bubblewrap_the_child_still_gets_no_socket_exec_or_secret_enviro
 def test_extraction_and_rendering_still_work_inside_it() -> None:
     from docs_app.pipeline.pdf_extract import pdf_extract_pages
 
-    pages = pdf_extract_pages(CONTRACT, max_pages=100, timeout_s=60, memory_limit_mb=1024, sandbox=pdf_sandbox())
+    pages = pdf_extract_pages(cuad(WEB_HOSTING), max_pages=100, timeout_s=60, memory_limit_mb=1024,
+                              sandbox=pdf_sandbox())
     assert pages and any("Galacticomm" in page.text or "GALACTICOMM" in page.text for page in pages)

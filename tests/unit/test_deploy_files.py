@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO
+from tests.data import REPO
 
 
 def _compose() -> dict[str, Any]:
