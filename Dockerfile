@@ -1,7 +1,9 @@
 # Production image: one image, several roles (web, ingest, answer), chosen by the command in docker-compose.yml.
 # Build on a connected machine, then move the image into the office (docker save / docker load).
 FROM python:3.11-slim-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git \
+# bubblewrap: the PDF children's sandbox. Inside a container it needs user namespaces (e.g. `--security-opt
+# seccomp=unconfined` or a profile allowing unshare); without them DOCS_SANDBOX=auto falls back to basic.
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml ./
@@ -16,4 +18,5 @@ COPY . .
 ENV DJANGO_SETTINGS_MODULE=docs_app.settings HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
     DOCS_DATA_DIR=/data DOCS_PRODUCTION=1
 RUN DOCS_SECRET_KEY=build-only DOCS_ALLOWED_HOSTS=build python manage.py collectstatic --noinput -v0
+ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
 USER 1000:1000

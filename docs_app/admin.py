@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from docs_app import admin_accounts  # noqa: F401 - registers the wall-aware user and group admins
 from docs_app.models import AuditEvent, Collection, Document, Grant, Role
 from docs_app.services.actor import Actor
 from docs_app.services.documents import document_delete
@@ -115,13 +116,15 @@ class GrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Metadata only: the admin never shows extracted text; reading a document is a grant-checked, audited
-    act in the app, not an admin privilege."""
+    """Metadata only: the admin never shows extracted text or names; reading a document is a grant-checked,
+    audited act in the app, not an admin privilege."""
 
-    list_display = ["title", "collection", "status", "page_count", "size_bytes", "uploaded_by", "created_at"]
-    list_filter = ["status", "collection"]
-    search_fields = ["title", "original_name", "sha256"]
-    fields = ("title", "collection", "original_name", "sha256", "size_bytes", "page_count", "status", "error",
+    # No title or file name, here or in search: administering the system is not reading what the documents are
+    # called ("Smith, HIV test results.pdf" is content). Ids and hashes identify a document well enough.
+    list_display = ["id", "collection_id", "status", "page_count", "size_bytes", "uploaded_by", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["=id", "sha256"]
+    fields = ("id", "collection_id", "sha256", "size_bytes", "page_count", "status", "error",
               "attempts", "version", "uploaded_by", "created_at", "updated_at")
     readonly_fields = fields
 

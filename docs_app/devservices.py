@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+REDIS_CONF = REPO / "scripts" / "redis.conf"
 
 
 def free_port() -> int:
@@ -78,8 +79,9 @@ class Services:
         return proc
 
     def redis(self, *, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
-        proc = self.start("redis", [venv_bin("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                                    "--save", "", "--appendonly", "no", "--dir", str(data_dir)])
+        # The app's configuration (scripts/redis.conf, as in the Procfile): an append-only file, no snapshots.
+        proc = self.start("redis", [venv_bin("redis-server"), str(REDIS_CONF), "--port", str(port),
+                                    "--bind", "127.0.0.1", "--dir", str(data_dir)])
         wait_for_port(port, proc=proc, name="redis-server")
         return proc
 

@@ -1,4 +1,5 @@
-"""Headers Django 5.2 does not set by itself."""
+"""Headers Django 5.2 does not set by itself; the request's actor for code Django calls without one; Unreadable as
+404."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 
 from docs_app.services.access import Unreadable
+from docs_app.services.actor import acting_as
+from docs_app.web import request_actor
 
 
 class SecurityHeadersMiddleware:
@@ -37,3 +40,16 @@ class UnreadableMiddleware:
         if isinstance(exception, Unreadable):
             raise Http404(str(exception)) from exception
         return None
+
+
+class ActingMiddleware:
+    """Placed after AuthenticationMiddleware: the request's actor for the duration of the request
+    (services.actor.actor_current), so membership changes the stock admin forms make are audited with who made
+    them (docs_app.membership_audit)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with acting_as(request_actor(request)):
+            return self.get_response(request)

@@ -102,7 +102,8 @@ class Document(models.Model):
         indexes = [models.Index(fields=["status"])]
 
     def __str__(self) -> str:
-        return self.title
+        # Not the title: str() reaches admin pages, logs and messages that anyone administering may read.
+        return f"document #{self.pk}"
 
     @property
     def is_terminal(self) -> bool:
@@ -221,7 +222,7 @@ class Citation(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Append-only and hash-chained. The database refuses UPDATE and DELETE (see services.audit)."""
+    """Append-only and hash-chained. The database refuses UPDATE, DELETE and REPLACE (see services.audit)."""
 
     created_at = models.DateTimeField()
     actor = models.ForeignKey(
@@ -240,6 +241,8 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # 1: plain SHA-256 (events written before the key existed); 2: HMAC-SHA-256 with the audit key.
+    chain_version = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         ordering = ["id"]

@@ -23,6 +23,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # and an answer worker on the same cores) spinning threads starve each other: PASSIVE measured 2-4x faster
 # decoding here. It must be set before either library loads, which importing settings guarantees.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Confidential files: everything a process of the app creates (database and its WAL, stored PDFs, page renders,
+# keys, logs) is readable by the app's user alone, whatever umask the shell or service manager handed down.
+# Every Django and Celery process imports this module; scripts/run.sh sets the same umask for Chroma and Redis.
+os.umask(0o077)
 
 
 def env_str(name: str, default: str) -> str:
@@ -58,6 +62,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DOCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 MEDIA_ROOT = DATA_DIR / "files"
 PAGE_CACHE_DIR = DATA_DIR / "page-cache"
+
+# The audit chain's HMAC key and the file its head is anchored in live outside the data directory and the
+# database (docs_app.keyfile): a copy of either is not enough to rewrite the log unnoticed.
+AUDIT_KEY_FILE = Path(env_str("DOCS_AUDIT_KEY_FILE", str(BASE_DIR / "keys" / "audit-hmac.key"))).resolve()
+AUDIT_ANCHOR_FILE = Path(env_str("DOCS_AUDIT_ANCHOR_FILE", str(AUDIT_KEY_FILE.parent / "audit-anchors.log"))).resolve()
+# At most one anchor line per this many seconds (0: after every event); verify_audit always writes one.
+AUDIT_ANCHOR_EVERY_S = env_int("DOCS_AUDIT_ANCHOR_EVERY_S", 60)
 
 PRODUCTION = env_bool("DOCS_PRODUCTION", False)
 # Off unless asked for: an office intranet app must not show tracebacks to its users.
@@ -100,12 +111,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: nothing below may read a body whose declared size is over the limit (docs_app.request_limits).
+    "docs_app.request_limits.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "docs_app.request_limits.AnonymousBodyLimitMiddleware",
+    "docs_app.middleware.ActingMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -188,6 +203,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # request has the same REMOTE_ADDR, and (a) five typos anywhere would lock the whole office out, (b) with
 # AXES_RESET_ON_SUCCESS any colleague's good login would wipe every failure count from that address,
 # including the counter of the account under attack (tests/integration/test_audit.py pins both halves).
+# Failed logins for names that are no account: at most one audit event per this many seconds (docs_app.auth_events).
+LOGIN_UNKNOWN_EVENT_EVERY_S = env_int("DOCS_LOGIN_UNKNOWN_EVENT_EVERY_S", 60)
 AXES_FAILURE_LIMIT = env_int("DOCS_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_int("DOCS_LOGIN_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = ["username"]
@@ -226,6 +243,10 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+# Whole request bodies, checked against Content-Length before anything reads them (docs_app.request_limits).
+# Everything but the upload route is a small form; an upload carries many files at once.
+REQUEST_MAX_BODY_BYTES = env_int("DOCS_REQUEST_MAX_BODY_KB", 1024) * 1024
+UPLOAD_REQUEST_MAX_BYTES = env_int("DOCS_UPLOAD_REQUEST_MAX_MB", 2048) * 1024 * 1024
 ZIP_MAX_MEMBERS = env_int("DOCS_ZIP_MAX_MEMBERS", 2000)
 ZIP_MAX_UNCOMPRESSED_MB = env_int("DOCS_ZIP_MAX_UNCOMPRESSED_MB", 2048)
 
@@ -233,6 +254,11 @@ ZIP_MAX_UNCOMPRESSED_MB = env_int("DOCS_ZIP_MAX_UNCOMPRESSED_MB", 2048)
 INGEST_MAX_PAGES = env_int("DOCS_INGEST_MAX_PAGES", 5000)
 INGEST_EXTRACT_TIMEOUT_S = env_int("DOCS_INGEST_EXTRACT_TIMEOUT_S", 300)
 INGEST_EXTRACT_MEMORY_MB = env_int("DOCS_INGEST_EXTRACT_MEMORY_MB", 2048)
+# The PDF children's sandbox (docs_app.pipeline.sandbox): "auto" (bubblewrap when it can start, else basic),
+# "namespaces" (require bubblewrap) or "basic" (environment, limits and seccomp only).
+SANDBOX = env_str("DOCS_SANDBOX", "auto")
+if SANDBOX not in ("auto", "namespaces", "basic"):
+    raise ImproperlyConfigured(f"DOCS_SANDBOX must be auto, namespaces or basic, got {SANDBOX!r}")
 INGEST_MAX_ATTEMPTS = env_int("DOCS_INGEST_MAX_ATTEMPTS", 3)
 CHUNK_MAX_TOKENS = env_int("DOCS_CHUNK_MAX_TOKENS", 200)
 CHUNK_OVERLAP_TOKENS = env_int("DOCS_CHUNK_OVERLAP_TOKENS", 40)

@@ -3,6 +3,8 @@ client asked for. Services never see a request; they get the Actor built here.""
 
 from __future__ import annotations
 
+import re
+
 from django.http import HttpRequest
 
 from docs_app.services.actor import ADDRESS_MAX, Actor, AnyUser
@@ -21,6 +23,23 @@ def request_actor(request: HttpRequest | None, user: AnyUser | None = None) -> A
     if user is None and request is not None:
         user = getattr(request, "user", None)  # absent on a request that skipped the auth middleware
     return Actor(user=user, address=client_address(request))
+
+
+# An id or page number from the client is ASCII 0-9 and nothing else: `str.isdigit()` accepts every Unicode digit
+# (superscripts, Arabic-Indic, mathematical) and `int()` then rejects some of them (a 500) or reads others as
+# ASCII digits (issue 10, item 11).
+_ID = re.compile(r"[0-9]{1,18}")
+
+
+def int_or_none(raw: str | None) -> int | None:
+    """The non-negative integer `raw` spells in ASCII digits (surrounding spaces allowed), else None."""
+    text = (raw or "").strip()
+    return int(text) if _ID.fullmatch(text) else None
+
+
+def ints(values: list[str]) -> list[int]:
+    """The values that are strict integers, in order; the rest are ignored."""
+    return [n for n in (int_or_none(v) for v in values) if n is not None]
 
 
 def wants_json(request: HttpRequest) -> bool:

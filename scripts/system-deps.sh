@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# System packages the app needs: a Redis server (always) and, with --browser, Debian's Chromium and
+# System packages the app needs: a Redis server and bubblewrap (the PDF children's sandbox: no network, own PID
+# space, read-only file system; docs_app/pipeline/sandbox.py) always, and, with --browser, Debian's Chromium and
 # ChromeDriver for the browser tests. Installed with apt-get when missing and we are root; otherwise we say
 # exactly what to install.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 if [[ "${1:-}" == "--browser" ]]; then
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
   [[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)

@@ -41,7 +41,9 @@ def devservices() -> Iterator[Services]:
 
 @pytest.fixture(scope="session")
 def redis_server(devservices: Services) -> str:
-    devservices.redis(port=redis_port(settings.REDIS_URL), data_dir=RUN_DIR)
+    # The production configuration, its files in the data directory: the erasure test reads them.
+    settings.DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    devservices.redis(port=redis_port(settings.REDIS_URL), data_dir=settings.DATA_DIR)
     return str(settings.REDIS_URL)
 
 
@@ -95,9 +97,12 @@ def _audit_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     from docs_app.services.audit import audit_guard_install, audit_guard_remove
 
     audit_guard_install()
+    # Anchors name events of earlier tests, whose rows the flush between tests removed.
+    settings.AUDIT_ANCHOR_FILE.unlink(missing_ok=True)
     yield
     if transactional:
         audit_guard_remove()
+        settings.AUDIT_ANCHOR_FILE.unlink(missing_ok=True)
 
 
 @pytest.fixture

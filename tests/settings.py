@@ -18,6 +18,14 @@ os.environ.setdefault("DOCS_LLM_CONTEXT_TOKENS", "2048")
 os.environ.setdefault("DOCS_LLM_MAX_ANSWER_TOKENS", "48")
 # An answer test fails within about two minutes instead of waiting out a stuck stream.
 os.environ.setdefault("DOCS_ANSWER_STREAM_MAX_S", "120")
+os.environ.setdefault("DOCS_AUDIT_KEY_FILE", str(_RUN_DIR / "keys" / "audit-hmac.key"))
+os.environ.setdefault("DOCS_AUDIT_ANCHOR_EVERY_S", "0")
+# Every failed login recorded, so tests see their own; test_audit.py turns the aggregation on where it is pinned.
+os.environ.setdefault("DOCS_LOGIN_UNKNOWN_EVENT_EVERY_S", "0")
+
+from docs_app.keyfile import key_create  # noqa: E402
+
+key_create(Path(os.environ["DOCS_AUDIT_KEY_FILE"]))
 
 from docs_app.settings import *  # noqa: E402,F403
 

@@ -16,7 +16,7 @@ from celery.signals import celeryd_after_setup, worker_process_init, worker_read
 from docs_app import registry
 from docs_app.services.answering import answer_generate, answer_model_preload, answers_fail_abandoned
 from docs_app.services.documents import documents_requeue_unfinished
-from docs_app.services.index import keyword_index_compact
+from docs_app.services.index import erasure_compact
 from docs_app.services.ingest import document_fail, document_ingest
 from docs_app.services.model_status import answer_runtime_prepare
 from docs_app.services.streams import LEASE_S, AnswerBusy
@@ -58,8 +58,8 @@ def vectors_delete_task(document_id: int) -> None:
 
 @app.task(autoretry_for=(Exception,), retry_backoff=2, retry_backoff_max=60, max_retries=5,
           **_RELIABLE)
-def keyword_index_compact_task() -> None:
-    keyword_index_compact()
+def erasure_compact_task() -> None:
+    erasure_compact()
 
 
 # AnswerBusy: another run holds the answer's lease. Retry until that lease can have lapsed (a dead run's does).

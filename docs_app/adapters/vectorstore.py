@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,26 @@ class ChromaVectorStore:
             )
         return self._collection
 
+    def _with_collection(self, call: Callable[[Any], T]) -> T:
+        """`reindex` in another process (an operator's command, or after an erasure) drops and recreates the
+        collection under a new id: the handle this process cached then names a collection that is gone. Look
+        it up again once."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            return call(self._coll())
+        except NotFoundError:
+            self._collection = None
+            return call(self._coll())
+
     def upsert(self, *, ids: Sequence[str], embeddings: npt.NDArray[np.float32],
                metadatas: Sequence[dict[str, int]]) -> None:
         if len(ids) == 0:
             return
-        self._coll().upsert(ids=list(ids), embeddings=embeddings, metadatas=list(metadatas))
+        self._with_collection(lambda c: c.upsert(ids=list(ids), embeddings=embeddings, metadatas=list(metadatas)))
 
     def delete_document(self, *, document_id: int) -> None:
-        self._coll().delete(where={"document_id": document_id})
+        self._with_collection(lambda c: c.delete(where={"document_id": document_id}))
 
     def query(self, *, embedding: npt.NDArray[np.float32], k: int, collection_ids: Sequence[int],
               document_ids: Sequence[int] | None = None) -> list[VectorHit]:
@@ -82,9 +96,9 @@ class ChromaVectorStore:
             if not document_ids:
                 return []
             where = {"$and": [where, {"document_id": {"$in": [int(d) for d in document_ids]}}]}
-        result = self._coll().query(
+        result = self._with_collection(lambda c: c.query(
             query_embeddings=[embedding], n_results=k, where=where, include=["metadatas", "distances"]
-        )
+        ))
         hits = []
         for vector_id, distance, meta in zip(
             result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True
@@ -101,7 +115,7 @@ class ChromaVectorStore:
         self._coll()
 
     def count(self) -> int:
-        return int(self._coll().count())
+        return int(self._with_collection(lambda c: c.count()))
 
     def ping(self) -> bool:
         try:

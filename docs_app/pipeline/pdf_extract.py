@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from docs_app.pipeline.sandbox import EXIT_OUT_OF_MEMORY, child_command, child_env
+from docs_app.pipeline.sandbox import BASIC_SANDBOX, EXIT_OUT_OF_MEMORY, Sandbox, child_command
 
 _MAGIC_WINDOW = 1024
 _DETAIL_CHARS = 300
@@ -86,6 +86,7 @@ def pdf_extract_pages(
     timeout_s: float,
     memory_limit_mb: int,
     on_page: Callable[[int, int], None] | None = None,
+    sandbox: Sandbox = BASIC_SANDBOX,
 ) -> list[ExtractedPage]:
     """Extract the text of every page in a sandboxed child process.
 
@@ -119,12 +120,16 @@ def pdf_extract_pages(
             case _:
                 raise ExtractionError(_UNEXPECTED_OUTPUT)
 
-    # The child sets its own address-space limit once its imports are done: see pdf_extract_child.
-    command = child_command("docs_app.pipeline.pdf_extract_child", str(path.resolve()), str(max_pages),
-                            str(memory_limit_mb))
+    # The child confines itself once its imports are done (pipeline.sandbox.pymupdf_limited); the sandbox
+    # it starts in sees only this file.
+    source = path.resolve()
+    command = sandbox.command(child_command("docs_app.pipeline.pdf_extract_child", str(source), str(max_pages),
+                                            str(memory_limit_mb)), readable=[source])
     returncode, stderr_tail = _run_child(
-        command, timeout_s=timeout_s, max_output_bytes=memory_limit_mb * 1024 * 1024, on_message=receive
+        command, env=sandbox.env(), timeout_s=timeout_s, max_output_bytes=memory_limit_mb * 1024 * 1024,
+        on_message=receive,
     )
+    returncode = sandbox.returncode(returncode)
     if returncode == EXIT_OUT_OF_MEMORY:
         raise ExtractionError(f"extraction ran out of memory (limit {memory_limit_mb} MB)")
     if returncode < 0:
@@ -139,6 +144,7 @@ def pdf_extract_pages(
 def _run_child(
     command: list[str],
     *,
+    env: dict[str, str],
     timeout_s: float,
     max_output_bytes: int,
     on_message: Callable[[object], None],
@@ -153,7 +159,7 @@ def _run_child(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=child_env(),
+        env=env,  # the sandbox's minimal environment, never this process's secrets
         start_new_session=True,  # its own process group, so one kill reaches anything it started
     )
     assert child.stdout is not None and child.stderr is not None

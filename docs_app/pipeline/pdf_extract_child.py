@@ -9,8 +9,8 @@ per line from stdout:
     {"error": "damaged", "detail": "..."} MuPDF could not open the file
 
 Nothing follows an error line. When N > MAX_PAGES the child stops after the count line. Running out
-of MEMORY_MB of address space ends the process with EXIT_OUT_OF_MEMORY (pipeline.sandbox). Keep
-imports light: no Django, no torch.
+of MEMORY_MB of address space ends the process with EXIT_OUT_OF_MEMORY (pipeline.sandbox, which also
+starts and confines it). Keep imports light: no Django, no torch.
 """
 
 import re
@@ -33,7 +33,7 @@ def main() -> None:
 
 
 def _extract(out: TextIO, path: str, *, max_pages: int, memory_limit_mb: int) -> None:
-    pymupdf = pymupdf_limited(memory_limit_mb)
+    pymupdf = pymupdf_limited(memory_limit_mb, max_file_bytes=0)  # extraction writes no file
     try:
         # filetype="pdf": never let MuPDF sniff a renamed image or e-book into a "document".
         doc = pymupdf.open(path, filetype="pdf")

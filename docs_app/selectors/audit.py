@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db.models import QuerySet
 
 from docs_app.models import AuditEvent
+from docs_app.services.audit import Action
 
 CSV_COLUMNS = ["id", "created_at", "actor_id", "actor_name", "action", "target_type", "target_id",
-               "collection_id", "document_id", "client_address", "outcome", "details", "prev_hash", "hash"]
+               "collection_id", "document_id", "client_address", "outcome", "details", "prev_hash", "hash",
+               "chain_version"]
 # A cell starting with one of these runs as a formula when a reviewer opens the export in a spreadsheet; a
 # user name or uploaded file name is enough to plant one.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -43,6 +46,20 @@ def audit_events_filter(
     return events.order_by("-id")
 
 
+# Events written before issue 10 carried document titles, file names and collection names. The chain covers them
+# as stored; the review page and the export show them withheld: ids say which document, names are content.
+_NAME_KEYS = frozenset({"name", "title"})
+_NAMED_ACTIONS = frozenset({Action.UPLOAD, Action.DELETE, Action.COLLECTION_CREATE})
+WITHHELD = "(withheld)"
+
+
+def audit_details_shown(event: AuditEvent) -> dict[str, Any]:
+    details = dict(event.details or {})
+    if event.action in _NAMED_ACTIONS:
+        details.update({key: WITHHELD for key in _NAME_KEYS & details.keys()})
+    return details
+
+
 def _csv_cell(value: object) -> str:
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
@@ -56,5 +73,6 @@ def audit_csv_rows(events: QuerySet[AuditEvent]) -> Iterator[list[str]]:
         yield [_csv_cell(v) for v in (
             event.pk, created, event.actor_id, event.actor_name, event.action, event.target_type,
             event.target_id, event.collection_id_ref, event.document_id_ref, event.client_address,
-            event.outcome, json.dumps(event.details, sort_keys=True), event.prev_hash, event.hash,
+            event.outcome, json.dumps(audit_details_shown(event), sort_keys=True), event.prev_hash, event.hash,
+            event.chain_version,
         )]

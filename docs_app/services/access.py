@@ -3,6 +3,8 @@
 Rules: a user's effective role on a collection is the highest role granted to them or any of their groups,
 unless an ethical wall (a DENY grant on the user or any of their groups) exists, which overrides every grant.
 Staff and superusers get no implicit access to documents: administering the system is not reading files.
+Members of the Auditors group read no document at all, whatever grant row may exist (services.grants refuses
+to create one; this holds for rows made before that, or behind its back).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from collections.abc import Iterable
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, Q, QuerySet
 
 from docs_app.models import Answer, Chunk, Collection, Conversation, Document, Grant, Role
+from docs_app.services.grants import AUDITORS_GROUP
 
 if TYPE_CHECKING:
     from docs_app.services.actor import AnyUser
@@ -36,7 +40,8 @@ ROLE_RANK = {Role.VIEWER: Ability.READ, Role.CONTRIBUTOR: Ability.UPLOAD, Role.M
 def _grants_of(user: AnyUser) -> QuerySet[Grant]:
     if not user.is_authenticated or not user.is_active:
         return Grant.objects.none()
-    return Grant.objects.filter(Q(user_id=user.pk) | Q(group__user__id=user.pk))
+    auditor = Group.objects.filter(name=AUDITORS_GROUP, user__id=user.pk)
+    return Grant.objects.filter(Q(user_id=user.pk) | Q(group__user__id=user.pk)).exclude(Exists(auditor))
 
 
 def collections_with(user: AnyUser, ability: Ability) -> QuerySet[Collection]:

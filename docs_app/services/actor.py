@@ -6,6 +6,9 @@ the DB (a question keeps its asker's address); commands and the system act as `S
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -33,3 +36,22 @@ class Actor:
 
 
 SYSTEM = Actor()
+
+
+# Who is acting in this request, for code that Django calls without an actor: the signal receivers of
+# docs_app.membership_audit record changes made by the stock admin forms, which know nothing of the request.
+# docs_app.middleware.ActingMiddleware sets it for each request; outside one (a shell, a command) it is None.
+_acting: ContextVar[Actor | None] = ContextVar("docs_acting", default=None)
+
+
+def actor_current() -> Actor | None:
+    return _acting.get()
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    token = _acting.set(actor)
+    try:
+        yield
+    finally:
+        _acting.reset(token)

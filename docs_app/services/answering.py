@@ -35,7 +35,7 @@ from docs_app.pipeline.prompt import (
     prompt_build,
 )
 from docs_app.selectors.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
-from docs_app.services.access import conversation_check_owner
+from docs_app.services.access import conversation_check_owner, documents_readable
 from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.enqueue import answer_generate_enqueue
@@ -45,6 +45,7 @@ from docs_app.services.streams import (
     answer_lease,
     answer_lease_held,
     stream_exists,
+    stream_finish,
     stream_publish,
 )
 
@@ -129,14 +130,12 @@ class _Shown:
     nearest: bool  # shown for reference after abstaining, not as evidence
 
     def stored(self) -> dict[str, Any]:
-        """What the Answer row keeps: ids and places, never the passage text (the Chunk row has it, and an
-        erased document must take its text with it), nor a link (selectors.answers builds it when shown)."""
+        """What the Answer row keeps and the stream carries: ids and places, never the passage text or the
+        title (the Chunk and Document rows have them, the web side loads them with an access check, and an
+        erased document must take them along), nor a link (selectors.answers builds it when shown)."""
         hit = self.hit
         return {"number": self.number, "chunk_id": hit.chunk_id, "document_id": hit.document_id,
-                "title": hit.title, "page": hit.page, "nearest": self.nearest}
-
-    def streamed(self) -> dict[str, Any]:
-        return {**self.stored(), "text": self.hit.text}
+                "page": hit.page, "nearest": self.nearest}
 
 
 def answer_generate(*, answer_id: int) -> None:
@@ -190,13 +189,13 @@ def _answer(answer: Answer, *, renew_lease: Callable[[], None]) -> None:
         shown = [_Shown(n, hit, nearest=True) for n, hit in enumerate(relevant, start=1)]
         _audit_ask(question=question, hits=hits, shown=shown)
         Answer.objects.filter(pk=answer.pk).update(sources=[s.stored() for s in shown])
-        stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.streamed() for s in shown]))
+        stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.stored() for s in shown]))
         raise
     renew_lease()  # the first load of a large model can take a while
     model_loaded_publish(model, loaded_at=loaded_at)
     messages, shown = answer_prompt(question, relevant=relevant, model=model)
     _audit_ask(question=question, hits=hits, shown=shown)
-    stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.streamed() for s in shown]))
+    stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.stored() for s in shown]))
 
     pieces: list[str] = []
     tokens = model.stream_chat(messages, max_tokens=settings.LLM_MAX_ANSWER_TOKENS, temperature=TEMPERATURE)
@@ -239,7 +238,7 @@ def answer_prompt(question: Question, *, relevant: list[RetrievedChunk],
 
 
 def _abstain(*, answer: Answer, shown: list[_Shown]) -> None:
-    stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.streamed() for s in shown]))
+    stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.stored() for s in shown]))
     stream_publish(answer_id=answer.pk, event="token", data=ABSTAIN_TEXT)
     _finish(answer=answer, status=AnswerStatus.ABSTAINED, text=ABSTAIN_TEXT, shown=shown, model_name="")
 
@@ -272,6 +271,7 @@ def _finish(*, answer: Answer, status: str, text: str, shown: list[_Shown], mode
     stream_publish(answer_id=answer.pk, event="done",
                    data=json.dumps({"status": str(status), "text": text, "citations": citations,
                                     "unusable": check.summary() if check is not None and not check.usable else ""}))
+    stream_finish(answer_id=answer.pk)
 
 
 def answer_fail(*, answer: Answer, message: str) -> None:
@@ -287,6 +287,7 @@ def answer_fail(*, answer: Answer, message: str) -> None:
         log.exception("could not record the failure of answer %s", answer.pk)
     try:
         stream_publish(answer_id=answer.pk, event="error", data=json.dumps({"message": message}))
+        stream_finish(answer_id=answer.pk)
     except Exception:  # Redis down: the page shows the DB status on reload
         log.exception("could not publish the failure of answer %s", answer.pk)
 
@@ -318,10 +319,44 @@ def _audit_ask(*, question: Question, hits: list[RetrievedChunk], shown: list[_S
 
 
 def _history(question: Question) -> list[tuple[str, str]]:
-    earlier = (Question.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk,
-                                       answer__status=AnswerStatus.DONE)
-               .order_by("id").values_list("text", "answer__text"))
-    return [(q, a) for q, a in earlier]
+    """Earlier turns for the prompt, without an answer that drew on a document the asker can no longer read:
+    its text would otherwise reach the model, and the new answer, through the back door (issue 10, item 2)."""
+    earlier = list(Question.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk,
+                                           answer__status=AnswerStatus.DONE)
+                   .order_by("id").values_list("text", "answer__text", "answer__sources"))
+    cited = {s.get("document_id") for _q, _a, sources in earlier for s in sources or []}
+    readable = set(documents_readable(question.asked_by).filter(id__in=[d for d in cited if isinstance(d, int)])
+                   .values_list("id", flat=True))
+    return [(q, a) for q, a, sources in earlier
+            if all(s.get("document_id") in readable for s in sources or [])]
+
+
+REDACTED_TEXT = "This answer is withheld: it drew on a document that has since been erased."
+
+
+def answers_redact_for_document(*, document_id: int, collection_id: int) -> list[int]:
+    """Erasure (called inside document_delete's transaction): every answer shown a passage of the document
+    loses its text, and so does every later answer in the same conversation (the earlier answer was in its
+    prompt). The sources keep ids and places; titles go. Returns the redacted answers' ids, whose Redis streams
+    the caller deletes once the erasure commits."""
+    candidates = (Answer.objects.filter(question__conversation__collections=collection_id)
+                  .select_related("question").order_by("question_id"))
+    first_per_conversation: dict[int, int] = {}
+    for answer in candidates:
+        if any(s.get("document_id") == document_id for s in answer.sources):
+            conversation_id = answer.question.conversation_id
+            first_per_conversation.setdefault(conversation_id, answer.question_id)
+    redacted: list[int] = []
+    for conversation_id, first_question in first_per_conversation.items():
+        for answer in Answer.objects.filter(question__conversation_id=conversation_id,
+                                            question_id__gte=first_question):
+            sources = [{k: v for k, v in s.items() if k != "title"}
+                       | ({"erased": True} if s.get("document_id") == document_id else {})
+                       for s in answer.sources]
+            Answer.objects.filter(pk=answer.pk).update(text=REDACTED_TEXT, sources=sources)
+            redacted.append(answer.pk)
+    return redacted
+
 
 
 _model_lock = threading.Lock()

@@ -2,32 +2,49 @@
 
 Each event stores the hash of the one before it; the hash covers every recorded field, so changing,
 removing or re-ordering a row breaks the chain at that row and `verify_audit` names it. Independently, the
-database itself refuses UPDATE and DELETE on the table (triggers installed by a migration).
-Events never hold document text or passwords: only IDs, names and outcomes.
+database itself refuses UPDATE, DELETE and an INSERT that would replace a row (triggers installed by
+migrations). Events never hold document text or passwords: only IDs, names of people, and outcomes.
+
+Chain versions (issue 10, item 4): version 1 events (written before the key existed) hash with plain SHA-256;
+version 2 events with HMAC-SHA-256 under a key kept in a file outside the database (docs_app.keyfile), so
+someone who can write the database but not read the key cannot recompute the chain after an edit. A version 1
+event after a version 2 event is a downgrade and breaks the chain. The head is also anchored outside the
+database, in an append-only file (and the `docs_app.audit.anchor` log), so a chain cut short or rebuilt by
+someone who does hold the key still fails against the anchors written before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from docs_app.keyfile import key_read
 from docs_app.models import AuditEvent
 
 if TYPE_CHECKING:
     from docs_app.services.actor import Actor
 
 GENESIS_HASH = "0" * 64
+CHAIN_VERSION = 2  # what new events are written with; see the module docstring
 TABLE = AuditEvent._meta.db_table
 # Any constant will do: it names the lock that serialises appends on PostgreSQL.
 _PG_CHAIN_LOCK = 7_366_001
+anchor_log = logging.getLogger("docs_app.audit.anchor")
 
 
 class Action:
@@ -47,6 +64,9 @@ class Action:
     ANSWER = "question.answer"
     GRANT_CHANGE = "access.grant_change"
     WALL_CHANGE = "access.wall_change"
+    MEMBERSHIP_CHANGE = "access.membership_change"
+    PERMISSION_CHANGE = "access.permission_change"
+    GROUP_DELETE = "access.group_delete"
     COLLECTION_CREATE = "collection.create"
     AUDIT_EXPORT = "audit.export"
     INDEX_REBUILD = "index.rebuild"
@@ -71,11 +91,30 @@ def _canonical(event: AuditEvent) -> bytes:
         "details": event.details,
         "prev_hash": event.prev_hash,
     }
+    if event.chain_version != 1:  # version 1 events were hashed without the field
+        record["chain_version"] = event.chain_version
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+class AuditKeyMissing(ImproperlyConfigured):
+    pass
+
+
+def audit_key() -> bytes:
+    key = key_read(Path(settings.AUDIT_KEY_FILE))
+    if key is None:
+        raise AuditKeyMissing(f"The audit key file {settings.AUDIT_KEY_FILE} is missing: keyed audit events can "
+                              "be neither written nor verified. Restore it from its backup, or on a new "
+                              "installation create it with `manage.py audit_key_create`.")
+    return key
+
+
 def event_hash(event: AuditEvent) -> str:
-    return hashlib.sha256(_canonical(event)).hexdigest()
+    if event.chain_version == 1:
+        return hashlib.sha256(_canonical(event)).hexdigest()
+    if event.chain_version == CHAIN_VERSION:
+        return hmac.new(audit_key(), _canonical(event), hashlib.sha256).hexdigest()
+    raise ValueError(f"unknown audit chain version {event.chain_version}")
 
 
 def audit_record(
@@ -116,9 +155,12 @@ def audit_record(
             outcome=outcome,
             details=details or {},
             prev_hash=last or GENESIS_HASH,
+            chain_version=CHAIN_VERSION,
         )
         event.hash = event_hash(event)
         event.save(force_insert=True)
+        event_id, event_hash_ = event.pk, event.hash
+        transaction.on_commit(lambda: _anchor_if_due(event_id, event_hash_))
     return event
 
 
@@ -131,20 +173,109 @@ class ChainReport:
 
 
 def audit_verify(events: Iterable[AuditEvent] | None = None) -> ChainReport:
-    """Recompute the chain from the first event and name the first link that does not hold."""
+    """Recompute the chain from the first event and name the first link that does not hold; then check that
+    every head anchored outside the database is still in it, unchanged."""
     rows = events if events is not None else AuditEvent.objects.order_by("id").iterator(chunk_size=2000)
     prev = GENESIS_HASH
+    version = 1
     checked = 0
     for event in rows:
         if event.prev_hash != prev:
             return ChainReport(False, checked, event.pk,
                                "previous-hash link broken (a row was removed or reordered)")
-        if event_hash(event) != event.hash:
+        if event.chain_version < version or event.chain_version not in (1, CHAIN_VERSION):
+            return ChainReport(False, checked, event.pk,
+                               "chain version downgraded (an unkeyed row after keyed ones: the row was forged)")
+        try:
+            computed = event_hash(event)
+        except AuditKeyMissing:
+            return ChainReport(False, checked, event.pk,
+                               f"keyed events cannot be verified: the key file {settings.AUDIT_KEY_FILE} is missing")
+        if not hmac.compare_digest(computed, event.hash):
             return ChainReport(False, checked, event.pk,
                                "content does not match its hash (the row was altered)")
-        prev = event.hash
+        prev, version = event.hash, event.chain_version
         checked += 1
+    if checked and version != CHAIN_VERSION:
+        # The newest event must be keyed: keyed events seal the unkeyed ones before them (their prev_hash), so
+        # an all-unkeyed chain is one rebuilt without the key. (Right after the upgrade the first new event,
+        # e.g. the next login, seals the older events.)
+        return ChainReport(False, checked, None, "the newest event is not keyed: the chain was rebuilt without "
+                                                 "the audit key")
+    if events is None:
+        problem = _anchors_problem()
+        if problem:
+            return ChainReport(False, checked, None, problem)
     return ChainReport(True, checked)
+
+
+# --- Anchors: the head, written outside the database --------------------------------------------------------
+
+def _anchor_mac(key: bytes, event_id: int, hash_: str, at: str) -> str:
+    return hmac.new(key, f"{event_id}:{hash_}:{at}".encode(), hashlib.sha256).hexdigest()
+
+
+def audit_anchor(event_id: int, hash_: str) -> None:
+    """Append one anchor line (the event id, its hash, when, and a MAC over them) to the anchor file, opened
+    append-only, and send the same to the anchor log (route it to syslog or journald: a copy the app's user
+    cannot edit)."""
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    line = json.dumps({"id": event_id, "hash": hash_, "at": at, "mac": _anchor_mac(audit_key(), event_id, hash_, at)})
+    path = Path(settings.AUDIT_ANCHOR_FILE)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+    anchor_log.info("audit head #%s %s", event_id, hash_)
+
+
+def audit_anchor_head() -> tuple[int, str] | None:
+    head = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+    if head is not None:
+        audit_anchor(*head)
+    return head
+
+
+def _anchor_if_due(event_id: int, hash_: str) -> None:
+    """Called after commit: anchors are written periodically, not for every event. The event is committed
+    already, so a failure to anchor is logged, not raised into the request that wrote it."""
+    try:
+        age = time.time() - Path(settings.AUDIT_ANCHOR_FILE).stat().st_mtime
+    except FileNotFoundError:
+        age = float("inf")
+    if age >= settings.AUDIT_ANCHOR_EVERY_S:
+        try:
+            audit_anchor(event_id, hash_)
+        except (OSError, ImproperlyConfigured):
+            anchor_log.exception("could not anchor audit event #%s in %s", event_id, settings.AUDIT_ANCHOR_FILE)
+
+
+def _anchors_problem() -> str:
+    try:
+        lines = Path(settings.AUDIT_ANCHOR_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return ""
+    anchors: dict[int, str] = {}
+    key = audit_key()
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+            event_id, hash_, at, mac = int(entry["id"]), str(entry["hash"]), str(entry["at"]), str(entry["mac"])
+        except (ValueError, KeyError, TypeError):
+            return f"anchor file line {number} is unreadable"
+        if not hmac.compare_digest(mac, _anchor_mac(key, event_id, hash_, at)):
+            return f"anchor file line {number} was not written with the audit key"
+        anchors[event_id] = hash_
+    if not anchors:
+        return ""
+    stored = dict(AuditEvent.objects.filter(id__in=anchors).values_list("id", "hash"))
+    for event_id, hash_ in sorted(anchors.items()):
+        if stored.get(event_id) != hash_:
+            return (f"anchored event #{event_id} is missing or changed: the chain was rewritten or cut short "
+                    "after that head was anchored")
+    return ""
 
 
 # --- The database guard -----------------------------------------------------------------------------------
@@ -159,6 +290,13 @@ def audit_guard_install(conn: BaseDatabaseWrapper | None = None) -> None:
                     f"CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON {TABLE} "
                     "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
                 )
+            # INSERT OR REPLACE deletes the row it conflicts with without firing DELETE triggers (unless the
+            # connection enabled recursive_triggers): refuse any insert that names an existing id or hash.
+            existing = f"SELECT 1 FROM {TABLE} WHERE id = NEW.id OR hash = NEW.hash"  # noqa: S608 - constants
+            cursor.execute(
+                f"CREATE TRIGGER IF NOT EXISTS audit_no_replace BEFORE INSERT ON {TABLE} WHEN EXISTS ({existing}) "
+                "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+            )
         elif conn.vendor == "postgresql":
             cursor.execute(
                 "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$ "
@@ -178,5 +316,6 @@ def audit_guard_remove(conn: BaseDatabaseWrapper | None = None) -> None:
         if conn.vendor == "sqlite":
             cursor.execute("DROP TRIGGER IF EXISTS audit_no_update;")
             cursor.execute("DROP TRIGGER IF EXISTS audit_no_delete;")
+            cursor.execute("DROP TRIGGER IF EXISTS audit_no_replace;")
         elif conn.vendor == "postgresql":
             cursor.execute(f"DROP TRIGGER IF EXISTS audit_append_only ON {TABLE};")

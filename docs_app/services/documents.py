@@ -14,8 +14,10 @@ from django.db import IntegrityError, transaction
 from docs_app.models import Collection, Document, DocumentStatus
 from docs_app.pipeline.pdf_extract import ExtractionError, pdf_validate
 from docs_app.services.actor import Actor
+from docs_app.services.answering import answers_redact_for_document
 from docs_app.services.audit import Action, audit_record
-from docs_app.services.enqueue import document_ingest_enqueue, keyword_index_compact_enqueue, vectors_delete_enqueue
+from docs_app.services.enqueue import document_ingest_enqueue, erasure_compact_enqueue, vectors_delete_enqueue
+from docs_app.services.streams import streams_delete
 from docs_app.storage import (
     document_file_path,
     document_files_erase,
@@ -104,7 +106,8 @@ def document_upload(
             audit_record(
                 action=Action.UPLOAD, actor=actor, target_type="document",
                 target_id=document.pk, collection_id=collection.pk, document_id=document.pk,
-                details={"sha256": sha256, "size_bytes": size, "name": display_name},
+                # No file name or title: the receipt must say nothing an erasure would have to take back.
+                details={"sha256": sha256, "size_bytes": size},
             )
             document_ingest_enqueue(document_id=document.pk)
     except IntegrityError:
@@ -124,9 +127,10 @@ def _duplicate(name: str, existing: Document) -> UploadOutcome:
 
 
 def upload_rejected(*, name: str, reason: str, collection: Collection, actor: Actor) -> UploadOutcome:
-    """A file that is not stored, audited so the log shows every file someone tried to add."""
+    """A file that is not stored, audited so the log shows every file someone tried to add (not its name: the
+    uploader sees that in the response; the log keeps no names of documents)."""
     audit_record(action=Action.UPLOAD, actor=actor, target_type="file", collection_id=collection.pk,
-                 outcome="rejected", details={"name": name[:300], "reason": reason})
+                 outcome="rejected", details={"reason": reason})
     return UploadOutcome(name, "rejected", reason)
 
 
@@ -145,21 +149,26 @@ def document_retry(*, document: Document, actor: Actor) -> None:
 def document_delete(*, document: Document, actor: Actor) -> None:
     """Erase a document: its file, page renders, Chunk rows (and with them the keyword index) now, its vectors
     through the ingest queue (the web process opens no vector store; search re-checks every hit against the
-    DB, so a vector awaiting purge can never surface). The audit log keeps a receipt, not the content."""
+    DB, so a vector awaiting purge can never surface). Answers that drew on it lose their text, and their
+    Redis streams go; a worker then compacts what keeps deleted bytes on disk (the keyword index, the SQLite
+    WAL, Redis's append-only file). The audit log keeps a receipt, not the content."""
     file_path = document_file_path(document)
     cache_dir = page_cache_dir(document)
     document_id = document.pk
     with transaction.atomic():
-        receipt = {"sha256": document.sha256, "title": document.title, "size_bytes": document.size_bytes,
-                   "page_count": document.page_count}
+        # The receipt the README promises: id, SHA-256 of the original, who, when. Never the title or file name.
+        receipt = {"sha256": document.sha256, "size_bytes": document.size_bytes, "page_count": document.page_count}
+        redacted = answers_redact_for_document(document_id=document_id, collection_id=document.collection_id)
         document.chunks.all().delete()
         document.delete()
         audit_record(action=Action.DELETE, actor=actor, target_type="document",
                      target_id=document_id, collection_id=document.collection_id, document_id=document_id,
                      details=receipt)
         vectors_delete_enqueue(document_id=document_id)
-        # The keyword index keeps erased terms until it is merged (see services.index.keyword_index_compact).
-        keyword_index_compact_enqueue()
+        transaction.on_commit(lambda: streams_delete(answer_ids=redacted))
+        # The keyword index keeps erased terms until it is merged (see services.index.keyword_index_compact), and
+        # Redis's append-only file keeps the deleted streams until it is rewritten.
+        erasure_compact_enqueue()
     document_files_erase(file_path=file_path, cache_dir=cache_dir)
 
 

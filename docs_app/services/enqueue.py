@@ -17,9 +17,9 @@ from workers.celery import app
 
 DOCUMENT_INGEST = "workers.tasks.document_ingest_task"
 VECTORS_DELETE = "workers.tasks.vectors_delete_task"
-KEYWORD_INDEX_COMPACT = "workers.tasks.keyword_index_compact_task"
+ERASURE_COMPACT = "workers.tasks.erasure_compact_task"
 ANSWER_GENERATE = "workers.tasks.answer_generate_task"
-TASK_NAMES = (DOCUMENT_INGEST, VECTORS_DELETE, KEYWORD_INDEX_COMPACT, ANSWER_GENERATE)
+TASK_NAMES = (DOCUMENT_INGEST, VECTORS_DELETE, ERASURE_COMPACT, ANSWER_GENERATE)
 
 
 def _send(name: str, *args: int) -> None:
@@ -34,8 +34,8 @@ def vectors_delete_enqueue(*, document_id: int) -> None:
     _send(VECTORS_DELETE, document_id)
 
 
-def keyword_index_compact_enqueue() -> None:
-    _send(KEYWORD_INDEX_COMPACT)
+def erasure_compact_enqueue() -> None:
+    _send(ERASURE_COMPACT)
 
 
 def answer_generate_enqueue(*, answer_id: int) -> None:

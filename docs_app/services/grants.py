@@ -57,6 +57,12 @@ def _record(*, action: str, collection: Collection, actor: Actor, principal: dic
                  details={**principal, "role": role, "previous_role": previous})
 
 
+def _is_auditor(*, user: User | None, group: Group | None) -> bool:
+    if group is not None:
+        return group.name == AUDITORS_GROUP
+    return user is not None and user.groups.filter(name=AUDITORS_GROUP).exists()
+
+
 def _has_a_manager(collection: Collection) -> bool:
     """The rule of services.access, asked of the whole collection: an active user holding the manager role
     (their own or a group's) and no wall (their own or a group's)."""
@@ -93,7 +99,7 @@ def collection_create(*, name: str, actor: Actor, description: str = "") -> Coll
         Grant.objects.create(collection=collection, user=created_by, role=Role.MANAGER)
         audit_record(action=Action.COLLECTION_CREATE, actor=actor, target_type="collection",
                      target_id=collection.pk, collection_id=collection.pk,
-                     details={"name": name, "manager": created_by.get_username()})
+                     details={"manager": created_by.get_username()})
     return collection
 
 
@@ -103,6 +109,9 @@ def grant_set(*, collection: Collection, role: str, actor: Actor,
     if role not in GRANTABLE_ROLES:
         raise ValidationError(f"{role!r} is not a grantable role; walls are set with wall_set.")
     who = _principal(user, group)
+    if _is_auditor(user=user, group=group):
+        raise ValidationError("Auditors review the audit log and read no document: they cannot be granted a role "
+                              "on a collection.")
     with transaction.atomic(), _keeps_a_manager(collection):
         grant = Grant.objects.select_for_update().filter(collection=collection, **who).first()
         previous = grant.role if grant is not None else None
@@ -170,5 +179,8 @@ def roles_ensure(*, using: str = "default") -> Group:
     permission = Permission.objects.using(using).filter(
         content_type__app_label="docs_app", codename="review_audit").first()
     if permission is not None:  # absent only before docs_app's permissions exist (first migrate, mid-way)
-        group.permissions.add(permission)
+        # Through the link table, not group.permissions.add: the built-in role is code, restored on every
+        # migrate (and test-database flush) without an audit event; a change a person makes is audited
+        # (services.membership).
+        Group.permissions.through.objects.using(using).get_or_create(group=group, permission=permission)
     return group

@@ -13,6 +13,7 @@ from django.db import connection
 from docs_app import registry
 from docs_app.models import Chunk, DocumentStatus, chunk_vector_id
 from docs_app.services.audit import Action, audit_record
+from docs_app.services.streams import redis_files_compact
 
 _BATCH = 2000
 
@@ -77,6 +78,13 @@ def keyword_index_compact() -> None:
         cursor.execute("INSERT INTO docs_app_chunk_fts(docs_app_chunk_fts) VALUES('optimize')")
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def erasure_compact() -> None:
+    """After a deletion: what still holds erased bytes on disk is rewritten (the keyword index and the WAL here,
+    Redis's append-only file through services.streams)."""
+    keyword_index_compact()
+    redis_files_compact()
 
 
 def _write(batch: list[Chunk], *, reembed: bool) -> int:

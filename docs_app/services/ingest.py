@@ -23,6 +23,7 @@ from docs_app.pipeline.chunking import ChunkSpan, chunk_pages
 from docs_app.pipeline.pdf_extract import ExtractedPage, ExtractionError, pdf_extract_pages, pdf_validate
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.index import ChunkPlace, vectors_upsert
+from docs_app.services.sandboxing import pdf_sandbox
 from docs_app.storage import document_file_path
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def _extract_and_chunk(document: Document) -> tuple[list[ChunkSpan], int]:
         timeout_s=settings.INGEST_EXTRACT_TIMEOUT_S,
         memory_limit_mb=settings.INGEST_EXTRACT_MEMORY_MB,
         on_page=on_page,
+        sandbox=pdf_sandbox(),
     )
     if not any(page.text.strip() for page in pages):
         raise ExtractionError(NO_TEXT_LAYER)

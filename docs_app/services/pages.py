@@ -1,7 +1,8 @@
 """Page images for the viewer, rendered on the server with the cited passage highlighted.
 
-Rendering runs in a child process (`pipeline/pdf_render_child`) under the same address-space limit as text
-extraction and a wall-clock timeout, not in the web process. The file already passed sandboxed extraction,
+Rendering runs in a child process (`pipeline/pdf_render_child`) in the same sandbox as text extraction
+(pipeline.sandbox: minimal environment, limits, seccomp, no network, read-only view of everything but its input
+and output) under a wall-clock timeout, not in the web process. The file already passed sandboxed extraction,
 but rasterising decodes images, fonts and shadings that text extraction never touched: a decompression
 bomb or a MuPDF crash there must cost one child, not a web worker. Spawning costs about a third of a second,
 so renders are cached per document version under PAGE_CACHE_DIR/<document id>/, which erasure deletes.
@@ -19,7 +20,8 @@ from pathlib import Path
 from django.conf import settings
 
 from docs_app.models import Chunk, Document
-from docs_app.pipeline.sandbox import child_command, child_env
+from docs_app.pipeline.sandbox import child_command
+from docs_app.services.sandboxing import pdf_sandbox
 from docs_app.storage import document_file_path, page_cache_dir
 
 PAGE_WIDTH_PX = 1100  # fills the viewer column on a laptop screen, sharp enough to read small print
@@ -69,12 +71,15 @@ def _render_in_child(*, document: Document, page: int, chunk: Chunk | None, out:
         "memory_mb": settings.INGEST_EXTRACT_MEMORY_MB,
         "highlight": highlight,
     }
+    sandbox = pdf_sandbox()
+    # Sees the PDF (read-only) and the directory of renders of this document version, where it writes (MuPDF
+    # replaces the output file, so the file alone cannot be bound); not the rest of the data directory, the
+    # database or the keys.
+    command = sandbox.command(child_command("docs_app.pipeline.pdf_render_child"),
+                              readable=[document_file_path(document)], writable=[out.parent])
     try:
-        done = subprocess.run(
-            child_command("docs_app.pipeline.pdf_render_child"),
-            input=json.dumps(request).encode(), capture_output=True, timeout=RENDER_TIMEOUT_S, env=child_env(),
-            check=False,
-        )
+        done = subprocess.run(command, input=json.dumps(request).encode(), capture_output=True,
+                              timeout=RENDER_TIMEOUT_S, env=sandbox.env(), check=False, start_new_session=True)
     except subprocess.TimeoutExpired:
         raise PageRenderError(f"rendering timed out after {RENDER_TIMEOUT_S} s") from None
     reply: dict[str, object] = {}
@@ -84,6 +89,7 @@ def _render_in_child(*, document: Document, page: int, chunk: Chunk | None, out:
             reply = json.loads(lines[-1])
         except ValueError:
             reply = {}
-    if done.returncode != 0 or not reply.get("ok"):
-        reason = reply.get("error") or f"the renderer stopped (exit code {done.returncode})"
+    returncode = sandbox.returncode(done.returncode)
+    if returncode != 0 or not reply.get("ok"):
+        reason = reply.get("error") or f"the renderer stopped (exit code {returncode})"
         raise PageRenderError(str(reason))

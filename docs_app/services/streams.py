@@ -1,11 +1,17 @@
 """One Redis Stream per answer carries its events from the answer worker to whichever web process relays them.
 
 A stream (not pub/sub) because the browser reconnects: every entry has an id, Server-Sent Events hand that id
-back as Last-Event-ID, and XREAD from it returns exactly what the client has not seen. The stream expires:
-the DB holds the finished answer, the stream only serves the minutes while it is being written.
+back as Last-Event-ID, and XREAD from it returns exactly what the client has not seen. The stream is deleted
+shortly after the answer finishes (FINISHED_LINGER_S, so that a relay half-way through still reads the end from
+Redis): the DB holds the finished answer, the stream only serves the minutes while it is being written.
 
-Events: `sources` (JSON list), `token` (text), `restart` (a redelivered task starts the answer over: clients
+Events: `sources` (JSON list of ids and places: never passage text or titles, which the web side loads from
+the DB with an access check), `token` (text), `restart` (a redelivered task starts the answer over: clients
 drop what they have shown), `done` (JSON: status, text, citations), `error` (JSON: message).
+
+Redis writes every command to its append-only file, deletions included: what a stream held stays in that file
+until Redis rewrites it. Erasing a document deletes the streams of the answers that drew on it, and the
+erasure's compaction task rewrites the file (`redis_files_compact`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import redis
 from django.conf import settings
 
 STREAM_TTL_S = 3600
+FINISHED_LINGER_S = 30
 # An entry id as Redis writes it; anything else from a client is ignored rather than passed to Redis.
 _ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
 TERMINAL_EVENTS = frozenset({"done", "error"})
@@ -134,6 +141,39 @@ def stream_read(*, answer_id: int, after: str = "0-0", block_ms: int = 0,
         for entry_id, fields in items:
             entries.append((str(entry_id), str(fields.get("event", "")), str(fields.get("data", ""))))
     return entries
+
+
+def stream_finish(*, answer_id: int) -> None:
+    """The answer is in the DB now: the stream goes after a short linger."""
+    redis_client().expire(stream_key(answer_id), FINISHED_LINGER_S)
+
+
+def streams_delete(*, answer_ids: list[int]) -> None:
+    if answer_ids:
+        redis_client().delete(*[stream_key(answer_id) for answer_id in answer_ids])
+
+
+def redis_files_compact() -> bool:
+    """Rewrite Redis's append-only file from what Redis holds now, so deleted streams leave the disk too.
+    False when Redis keeps no append-only file (nothing to do)."""
+    client = redis_client()
+    try:
+        if client.config_get("appendonly").get("appendonly") != "yes":
+            return False
+    except redis.exceptions.ResponseError:  # CONFIG renamed away (a managed Redis): rewrite anyway
+        pass
+    try:
+        client.bgrewriteaof()
+    except redis.exceptions.ResponseError as exc:
+        if "already in progress" not in str(exc):
+            raise
+        # A rewrite running now may have copied the streams before they were deleted: ask again later.
+        raise RewriteBusy(str(exc)) from exc
+    return True
+
+
+class RewriteBusy(Exception):
+    """Redis is rewriting its append-only file already; the caller's task retries."""
 
 
 def stream_exists(*, answer_id: int) -> bool:

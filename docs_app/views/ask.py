@@ -24,7 +24,7 @@ from docs_app.selectors.answers import AnswerEvent, answer_events, conversation_
 from docs_app.services.access import answer_get, collections_readable, conversation_get
 from docs_app.services.answering import conversation_start, question_ask
 from docs_app.services.streams import entry_id_valid
-from docs_app.web import request_actor, wants_json
+from docs_app.web import ints, request_actor, wants_json
 
 
 @login_required
@@ -33,7 +33,7 @@ def ask_start(request: HttpRequest) -> HttpResponse:
     collections = list(collections_readable(request.user).order_by("name"))
     error = ""
     if request.method == "POST":
-        chosen = [int(v) for v in request.POST.getlist("collections") if v.isascii() and v.isdigit()]
+        chosen = ints(request.POST.getlist("collections"))
         try:
             if collections and not chosen and "collections_shown" in request.POST:
                 # Unticking every box is not "search everything".

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from docs_app.models import AuditEvent
-from docs_app.selectors.audit import audit_csv_rows, audit_events_filter
+from docs_app.selectors.audit import audit_csv_rows, audit_details_shown, audit_events_filter
 from docs_app.services.audit import ALL_ACTIONS, Action, audit_record, audit_verify
 from docs_app.web import request_actor
 
@@ -67,6 +67,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     return render(request, "audit/list.html", {
         "form": form, "page": page, "chain": audit_verify(), "query": query.urlencode(),
+        "rows": [(event, audit_details_shown(event)) for event in page],
     })
 
 

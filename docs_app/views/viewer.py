@@ -15,15 +15,14 @@ from docs_app.services.access import Ability, collection_ability, document_get
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.pages import PageRenderError, page_render
 from docs_app.storage import document_file_path
-from docs_app.web import request_actor
+from docs_app.web import int_or_none, request_actor
 
 # Confidential pages: the browser may show them, no cache along the way may keep them.
 _NO_STORE = "private, no-store"
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name, "")
-    return int(raw) if raw.isdigit() else None
+    return int_or_none(request.GET.get(name))
 
 
 def _cited_chunk(request: HttpRequest, document: Document) -> Chunk | None:

@@ -110,7 +110,16 @@
         return;
       }
       renderText(text, result.text, result.citations);
-      if (result.status === "done" && !(result.citations || []).length && !answer.querySelector(".uncited")) {
+      if (result.withheld && !answer.querySelector(".withheld")) {
+        // A source is no longer readable: the server sent no text, and what streamed before is dropped too.
+        var withheld = document.createElement("p");
+        withheld.className = "withheld";
+        withheld.setAttribute("role", "note");
+        withheld.textContent = "This answer is hidden: it drew on documents you can no longer read.";
+        answer.insertBefore(withheld, text);
+      }
+      if (result.status === "done" && !result.withheld && !(result.citations || []).length &&
+          !answer.querySelector(".uncited")) {
         var uncited = document.createElement("p");
         uncited.className = "uncited";
         uncited.setAttribute("role", "note");

@@ -473,8 +473,8 @@ def _checkpoint() -> None:
 
 
 def _index_terms_of(document_id: int, avoid: str) -> set[str]:
-    """Long keyword-index terms that occur only in this document's chunks and not in its file name (which the
-    deletion receipt keeps on purpose)."""
+    """Long keyword-index terms that occur only in this document's chunks and not in its file name (other
+    tests of this session ingest files with the same name; test_erasure.py pins that names go too)."""
     path = connection.settings_dict["NAME"]
     with sqlite3.connect(path) as db:
         db.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, docs_app_chunk_fts, 'row')")
@@ -561,3 +561,29 @@ def test_a_failed_ingestion_writes_one_event_from_the_worker(services: None, tmp
     with new_events() as events:
         assert wait_terminal(document.pk).status == DocumentStatus.FAILED
     assert _actions(events) == [Action.INGEST] and events[0].outcome == "failed"
+
+
+@pytest.mark.django_db
+def test_failed_logins_for_unknown_names_are_aggregated_not_one_row_each(redis_server: str, settings) -> None:
+    """Issue 10, item 10: an anonymous client used to add one permanent row per made-up name."""
+    from docs_app.auth_events import UNKNOWN_UNRECORDED_KEY, UNKNOWN_WINDOW_KEY
+    from docs_app.services.streams import redis_client
+
+    settings.LOGIN_UNKNOWN_EVENT_EVERY_S = 60
+    redis_client().delete(UNKNOWN_WINDOW_KEY, UNKNOWN_UNRECORDED_KEY)
+    make_user("known")
+    client = Client()
+    with new_events() as unknown:
+        for n in range(50):
+            _login(client, f"ghost{n}", "guess")
+    assert _actions(unknown) == [Action.LOGIN_FAILED]
+    assert unknown[0].details == {"unknown_account": True}
+    with new_events() as known:
+        for n in range(2):
+            _login(client, "known", f"guess {n}")
+    assert [(e.action, e.actor_name) for e in known] == [(Action.LOGIN_FAILED, "known")] * 2
+    redis_client().delete(UNKNOWN_WINDOW_KEY)  # the minute is over
+    with new_events() as later:
+        _login(client, "ghost-again", "guess")
+    assert _actions(later) == [Action.LOGIN_FAILED]
+    assert later[0].details == {"unknown_account": True, "unrecorded_before": 49}

@@ -269,4 +269,13 @@ def test_retrieval_and_answers_never_reach_past_the_grants(services: None) -> No
                for line in block.split("\n") if line.startswith("data: ")]
     assert sources and all(item == [] for item in sources), body[:500]
     assert f"/documents/{ingested.pk}/" not in body
+    # The answer's text may quote what the asker lost: it is withheld too, on the stream and on the page.
+    done = [json.loads(line[len("data: "):]) for block in body.split("\n\n") if "event: done" in block
+            for line in block.split("\n") if line.startswith("data: ")]
+    tokens = [line[len("data: "):] for block in body.split("\n\n") if "event: token" in block
+              for line in block.split("\n") if line.startswith("data: ")]
+    assert done and done[-1]["text"] == "" and done[-1]["withheld"] is True, body[:500]
+    assert not "".join(tokens).strip()
+    page = client.get(f"/ask/{answer.question.conversation_id}/").content.decode()
+    assert "This answer is hidden" in page
     assert chunks_retrieve(user=viewer, query=query) == []

@@ -104,12 +104,19 @@ def _answer(text: str, numbers: list[int], *, nearest: bool = False) -> Answer:
 
 def test_only_valid_markers_of_readable_sources_become_links() -> None:
     answer = _answer("Delaware law [1]. Notice is 30 days [2][9]. See [3].", [1, 2, 3])
-    rendered = answer_render(answer=answer, readable={11, 12})  # document 13 (source 3) is no longer readable
+    rendered = answer_render(answer=answer, readable={11: "A", 12: "B", 13: "C"})
     links = [(n, url) for _text, found in rendered.segments for n, url in found]
-    assert links == [(1, "/documents/11/?page=1&chunk=101"), (2, "/documents/12/?page=2&chunk=102")]
-    text = "".join(t for t, _ in rendered.segments)
-    # [9] cites an invented source, [3] one the reader lost: both stay plain text.
-    assert "[9]" in text and "See [3]." in text
+    assert links == [(1, "/documents/11/?page=1&chunk=101"), (2, "/documents/12/?page=2&chunk=102"),
+                     (3, "/documents/13/?page=3&chunk=103")]
+    # [9] cites an invented source: it stays plain text.
+    assert "[9]" in "".join(t for t, _ in rendered.segments)
+    assert [s["title"] for s in rendered.sources] == ["A", "B", "C"]
+
+
+def test_an_answer_with_a_source_the_reader_lost_shows_no_text() -> None:
+    answer = _answer("Delaware law [1]. Notice is 30 days [2]. See [3].", [1, 2, 3])
+    rendered = answer_render(answer=answer, readable={11: "A", 12: "B"})  # document 13 (source 3) is no longer readable
+    assert rendered.withheld and rendered.segments == [] and not rendered.uncited
     assert [s["number"] for s in rendered.sources] == [1, 2]
     assert rendered.hidden_sources == 1
 
@@ -125,6 +132,6 @@ def test_output_that_is_no_answer_is_not_shown_and_links_nothing() -> None:
 
 
 def test_nearest_passages_of_an_abstention_are_never_citations() -> None:
-    rendered = answer_render(answer=_answer("Nothing answers this [1].", [1], nearest=True), readable={11})
+    rendered = answer_render(answer=_answer("Nothing answers this [1].", [1], nearest=True), readable={11: "T"})
     assert all(not links for _text, links in rendered.segments)
     assert len(rendered.sources) == 1

@@ -6,14 +6,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from docs_app.models import AuditEvent
-from docs_app.services.audit import audit_verify
+from docs_app.services.audit import audit_anchor_head, audit_verify
 
 
 class Command(BaseCommand):
-    help = ("Recompute the audit hash chain; exit 1 and name the first broken link if it does not hold. "
-            "Prints the head hash: write it down somewhere the database's owner cannot edit, and pass it "
-            "back with --anchor later. That also catches a chain someone rewrote from scratch or cut short "
-            "at the end, which no chain can show by itself.")
+    help = ("Recompute the audit hash chain (keyed events with the audit key) and check the heads anchored in "
+            "DOCS_AUDIT_ANCHOR_FILE; exit 1 and name the first broken link if it does not hold. On success the "
+            "head is anchored again and printed: keeping a copy elsewhere (--anchor later) also catches a "
+            "rewrite by someone who holds both the database and the key.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--anchor", action="append", default=[], metavar="HASH",
@@ -22,10 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         report = audit_verify()
         if not report.ok:
-            self.stdout.write(
-                f"audit chain BROKEN at event #{report.first_broken_id}: {report.problem} "
-                f"({report.checked} events before it verified)"
-            )
+            where = f" at event #{report.first_broken_id}" if report.first_broken_id is not None else ""
+            self.stdout.write(f"audit chain BROKEN{where}: {report.problem} ({report.checked} events verified)")
             sys.exit(1)
         missing = [a for a in options["anchor"]
                    if not AuditEvent.objects.filter(hash=a.strip().lower()).exists()]
@@ -33,7 +31,7 @@ class Command(BaseCommand):
             self.stdout.write("audit chain REWRITTEN or TRUNCATED: anchored head(s) not found: "
                               + ", ".join(missing))
             sys.exit(1)
-        head = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+        head = audit_anchor_head()
         self.stdout.write(f"audit chain intact: {report.checked} events verified")
         if head is not None:
             self.stdout.write(f"head: event #{head[0]} {head[1]}")

@@ -1,0 +1,84 @@
+"""The PDF children's sandbox (issue 10, item 6): what a child can reach when MuPDF is compromised. The probe
+(tests/sandbox_probe.py) is started the way the extraction and render children are (the same command and
+environment from services.sandboxing.pdf_sandbox) and confines itself with the same call they make."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from docs_app.pipeline.sandbox import Sandbox, bwrap_works
+from docs_app.services.sandboxing import pdf_sandbox
+from tests.data import REPO, WEB_HOSTING, cuad
+
+
+def _probe(sandbox: Sandbox, *, readable: Path, secrets: dict[str, Path], write: Path) -> dict[str, object]:
+    request = {"input": str(readable), "write": str(write), "parent": os.getpid(),
+               "secrets": {name: str(path) for name, path in secrets.items()}}
+    command = sandbox.command([sys.executable, "-s", "-m", "tests.sandbox_probe"], readable=[readable])
+    done = subprocess.run(command, input=json.dumps(request), capture_output=True, text=True, timeout=60,
+                          env=sandbox.env(), check=False)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+@pytest.fixture
+def secret_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a production web or worker process carries in its environment."""
+    monkeypatch.setenv("DOCS_SECRET_KEY", "s3cret-django-key")
+    monkeypatch.setenv("DOCS_DATABASE_URL", "postgres://docs:pw@db/docs")
+
+
+def test_the_installed_sandbox_uses_namespaces_here() -> None:
+    """scripts/system-deps.sh installs bubblewrap: on this machine and in CI the full sandbox must run."""
+    assert bwrap_works()
+    sandbox = pdf_sandbox()
+    assert sandbox.uses_namespaces()
+    assert {str(settings.DATA_DIR), str(settings.AUDIT_KEY_FILE.parent)} <= set(sandbox.hidden)
+
+
+def test_a_child_gets_no_socket_no_secret_no_process_and_no_writable_file(secret_environment,
+                                                                           tmp_path: Path) -> None:
+    # Secrets outside /tmp too (the sandbox's /tmp is private anyway): a data directory next to the code.
+    data = REPO / "test-artifacts" / "sandbox-data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "secret_key").write_text("dev-secret")
+    try:
+        sandbox = Sandbox(mode="namespaces", hidden=(*pdf_sandbox().hidden, str(data)))
+        outcomes = _probe(sandbox, readable=cuad(WEB_HOSTING), write=REPO / "test-artifacts" / "planted.txt",
+                          secrets={"data_dir_secret": data / "secret_key", "audit_key": settings.AUDIT_KEY_FILE,
+                                   "database": Path(settings.DATABASES["default"]["TEST"]["NAME"])})
+    finally:
+        (data / "secret_key").unlink()
+    assert outcomes == {
+        "environment": [],
+        "socket": "PermissionError", "unix_socket": "PermissionError",
+        "exec": "PermissionError", "fork": "PermissionError",
+        "input": "allowed",
+        "write_elsewhere": "OSError",  # read-only file system
+        "parent_environ": "FileNotFoundError",  # its own PID namespace: the parent is not there
+        "data_dir_secret": "FileNotFoundError", "audit_key": "FileNotFoundError", "database": "FileNotFoundError",
+    }
+    assert not (REPO / "test-artifacts" / "planted.txt").exists()
+
+
+def test_without_bubblewrap_the_child_still_gets_no_socket_exec_or_secret_environment(secret_environment,
+                                                                                      tmp_path: Path) -> None:
+    outcomes = _probe(Sandbox(mode="basic"), readable=cuad(WEB_HOSTING), write=tmp_path / "planted.txt", secrets={})
+    assert outcomes["environment"] == []
+    assert (outcomes["socket"], outcomes["exec"], outcomes["fork"]) == ("PermissionError",) * 3
+    assert outcomes["input"] == "allowed"
+
+
+def test_extraction_and_rendering_still_work_inside_it() -> None:
+    from docs_app.pipeline.pdf_extract import pdf_extract_pages
+
+    pages = pdf_extract_pages(cuad(WEB_HOSTING), max_pages=100, timeout_s=60, memory_limit_mb=1024,
+                              sandbox=pdf_sandbox())
+    assert pages and any("Galacticomm" in page.text or "GALACTICOMM" in page.text for page in pages)
