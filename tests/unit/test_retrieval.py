@@ -125,7 +125,7 @@ def test_output_that_is_no_answer_is_not_shown_and_links_nothing() -> None:
     echoed = ("You answer questions about the user's documents using only the numbered sources given in the user's "
               "message. Rules: 1. Use only facts stated in the sources. Do not use outside knowledge. 2. Cite every "
               "claim with the number of its source in square brackets, like [1] or [2][3].")
-    rendered = answer_render(answer=_answer(echoed, [1, 2, 3]), readable={11, 12, 13})
+    rendered = answer_render(answer=_answer(echoed, [1, 2, 3]), readable={11: "A", 12: "B", 13: "C"})
     assert rendered.unusable == "repeats its instructions"
     assert rendered.segments == [] and not rendered.uncited
     assert len(rendered.sources) == 3  # the passages found are still listed
