@@ -73,9 +73,9 @@ class RenderedAnswer:
     segments: list[tuple[str, list[tuple[int, str]]]] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     hidden_sources: int = 0
-    withheld: bool = False  # a source is no longer readable: the text is not shown
     # Why the model's output is not an answer ("repeats its instructions"), or empty: such text is not shown.
     unusable: str = ""
+    withheld: bool = False  # a source is no longer readable: the text is not shown
 
     @property
     def finished(self) -> bool:
@@ -85,7 +85,7 @@ class RenderedAnswer:
     def uncited(self) -> bool:
         """A finished answer that links no source: with a small model this is common, and the reader must
         know the text is not backed by the passages shown."""
-        return (self.answer.status == AnswerStatus.DONE and not self.withheld and not self.unusable
+        return (self.answer.status == AnswerStatus.DONE and not self.unusable and not self.withheld
                 and not any(links for _text, links in self.segments))
 
 
@@ -96,19 +96,19 @@ def answer_render(*, answer: Answer, readable: dict[int, str]) -> RenderedAnswer
     may not read."""
     sources = [_linked({**s, "title": readable[s["document_id"]]}) for s in answer.sources
                if s.get("document_id") in readable]
-    withheld = len(sources) < len(answer.sources)
+    hidden = len(answer.sources) - len(sources)
+    withheld = hidden > 0
     check = answer_check(answer.text, instructions=[SYSTEM_RULES])
-    if answer.status == AnswerStatus.DONE and not withheld and not check.usable:
+    if answer.status == AnswerStatus.DONE and not check.usable and not withheld:
         # Echoed instructions or markup would show "[1] or [2][3]" as if they were citations.
-        return RenderedAnswer(answer=answer, sources=sources, hidden_sources=len(answer.sources) - len(sources),
-                              unusable=check.summary())
+        return RenderedAnswer(answer=answer, sources=sources, hidden_sources=hidden, unusable=check.summary())
     urls = {int(s["number"]): str(s["url"]) for s in sources if not s.get("nearest")}
     segments, _cited = citations_parse("" if withheld else answer.text, valid_numbers=urls)
     return RenderedAnswer(
         answer=answer,
         segments=[(seg.text, [(n, urls[n]) for n in seg.source_numbers]) for seg in segments],
         sources=sources,
-        hidden_sources=len(answer.sources) - len(sources),
+        hidden_sources=hidden,
         withheld=withheld,
     )
 
