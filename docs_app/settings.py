@@ -262,7 +262,12 @@ if SANDBOX not in ("auto", "namespaces", "basic"):
 INGEST_MAX_ATTEMPTS = env_int("DOCS_INGEST_MAX_ATTEMPTS", 3)
 CHUNK_MAX_TOKENS = env_int("DOCS_CHUNK_MAX_TOKENS", 200)
 CHUNK_OVERLAP_TOKENS = env_int("DOCS_CHUNK_OVERLAP_TOKENS", 40)
-EMBED_BATCH_SIZE = env_int("DOCS_EMBED_BATCH_SIZE", 64)
+EMBED_BATCH_SIZE = env_int("DOCS_EMBED_BATCH_SIZE", 32)
+# auto: bf16 where the CPU has native bf16 and a start-up probe proves it matches fp32 (fp16 on a GPU), else fp32.
+EMBED_PRECISION = env_str("DOCS_EMBED_PRECISION", "auto")
+EMBED_DEVICE = env_str("DOCS_EMBED_DEVICE", "cpu")  # "cuda" for a GPU
+# 0: the cores this process may use, divided among the worker's pool processes.
+EMBED_THREADS = env_int("DOCS_EMBED_THREADS", 0)
 
 # --- Adapters (swappable by dotted path) -------------------------------------------------------------
 EMBEDDER = env_str("DOCS_EMBEDDER", "docs_app.adapters.embeddings.SentenceTransformerEmbedder")
