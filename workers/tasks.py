@@ -18,7 +18,7 @@ from docs_app.services.answering import answer_generate, answer_model_preload, a
 from docs_app.services.documents import documents_requeue_unfinished
 from docs_app.services.index import erasure_compact
 from docs_app.services.ingest import document_fail, document_ingest
-from docs_app.services.model_status import answer_runtime_prepare
+from docs_app.services.model_status import answer_runtime_prepare, embedder_prepare, embedder_threads_share
 from docs_app.services.streams import LEASE_S, AnswerBusy
 from workers.celery import app
 
@@ -85,14 +85,17 @@ def _prove_answer_model(sender: Any = None, instance: Any = None, **kwargs: Any)
     # llama.cpp backend does it. The choice reaches the pool processes through the environment; a failure
     # is one log line and a red state on /status/, and every answer then fails with the reason.
     global _answers_here
+    embedder_threads_share(processes=int(getattr(instance, "concurrency", 0) or 1))
     if "answer" in _consumed_queues(instance):
         _answers_here = True
         answer_runtime_prepare()
 
 
 @worker_process_init.connect
-def _preload_answer_model(**kwargs: Any) -> None:
-    # In a thread: the pool process must report ready within seconds, a large model takes longer to load.
+def _preload_models(**kwargs: Any) -> None:
+    # In threads: the pool process must report ready within seconds; loading a model and proving the
+    # embedder's precision take longer. Both queues embed (passages, questions).
+    threading.Thread(target=embedder_prepare, name="embedder-preload", daemon=True).start()
     if _answers_here:
         threading.Thread(target=answer_model_preload, name="model-preload", daemon=True).start()
 

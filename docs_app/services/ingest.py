@@ -32,6 +32,7 @@ NO_TEXT_LAYER = "no text layer (needs OCR)"
 # Progress bar split: extraction fills the first half, embedding the second.
 _EXTRACT_SHARE = 50
 _PROGRESS_EVERY_S = 0.5
+_EMBED_GROUP_BATCHES = 8
 
 
 class _Progress:
@@ -113,11 +114,16 @@ def _embed_and_store(document: Document, spans: list[ChunkSpan], page_count: int
     embedder = registry.embedder()
     store = registry.vector_store()
     progress = _Progress(document.pk)
-    batch = max(1, settings.EMBED_BATCH_SIZE)
     vectors = np.zeros((len(spans), embedder.dimension), dtype=np.float32)
-    for start in range(0, len(spans), batch):
-        part = spans[start:start + batch]
-        vectors[start:start + len(part)] = embedder.embed([" ".join(span.text.split()) for span in part])
+    texts = [" ".join(span.text.split()) for span in spans]
+    # Longest first over the whole document, so each batch holds texts of about one length and little of the
+    # model's work goes to padding (in page order, a page's short last chunk padded a batch of full ones); the
+    # groups are only there to report progress.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    group = max(1, settings.EMBED_BATCH_SIZE) * _EMBED_GROUP_BATCHES
+    for start in range(0, len(order), group):
+        part = order[start:start + group]
+        vectors[part] = embedder.embed([texts[i] for i in part])
         done = start + len(part)
         progress.update(percent=_EXTRACT_SHARE + (100 - _EXTRACT_SHARE) * done // len(spans))
 
