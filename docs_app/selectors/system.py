@@ -31,7 +31,7 @@ class SystemStatus:
     chroma_ok: bool = False
     chroma_error: str = ""
     model: dict[str, Any] | None = None
-    embedders: list[dict[str, Any]] = field(default_factory=list)  # one per worker host
+    embedders: list[dict[str, Any]] = field(default_factory=list)  # one per worker process
     documents_by_status: dict[str, int] = field(default_factory=dict)
     disk_total: int = 0
     disk_used: int = 0

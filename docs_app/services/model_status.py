@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 MODEL_STATUS_KEY = "docs:llm:status"
 # Refreshed by every answer; a worker that stopped long ago no longer claims a state.
 MODEL_STATUS_TTL_S = 6 * 3600
-# A hash: one field per worker host (hosts may differ: a GPU host embeds in fp16, an old CPU in fp32).
+# A hash: one field per worker process, "host:pid" (hosts may differ: a GPU host embeds in fp16, an old CPU in
+# fp32; each process proves its own).
 EMBEDDER_STATUS_KEY = "docs:embedder:status"
 # The stand-in's file name: the status page and the ask page say when answers come from it.
 STANDIN_NOTE = ("The installed answer model is the packaged stand-in (Gemma 3 270M, a base model): it proves the "
@@ -91,7 +92,23 @@ def embedder_prepare() -> None:
     except Exception as exc:
         log.exception("the embedding model could not be loaded")
         fields = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500]}
-    fields.update(host=platform.node(), pid=os.getpid(), refreshed_at=timezone.now().isoformat())
+    host = platform.node()
+    fields.update(host=host, pid=os.getpid(), refreshed_at=timezone.now().isoformat())
     client = redis_client()
-    client.hset(EMBEDDER_STATUS_KEY, platform.node(), json.dumps(fields))
+    # Entries of this host's processes that are gone (a restart gives new pids) leave the page.
+    for name in client.hkeys(EMBEDDER_STATUS_KEY):
+        owner, _, pid = name.rpartition(":")
+        if owner == host and pid.isdigit() and not _process_alive(int(pid)):
+            client.hdel(EMBEDDER_STATUS_KEY, name)
+    client.hset(EMBEDDER_STATUS_KEY, f"{host}:{os.getpid()}", json.dumps(fields))
     client.expire(EMBEDDER_STATUS_KEY, MODEL_STATUS_TTL_S)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
