@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def main() -> None:
     django.setup()
     call_command("migrate", verbosity=0)
     load_before = os.getloadavg()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its services
     services = Services(log_dir=workdir / "logs", env=dict(os.environ))
     try:
         services.redis(port=redis_port(os.environ["DOCS_REDIS_URL"]), data_dir=workdir)

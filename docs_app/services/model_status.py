@@ -97,7 +97,7 @@ def embedder_prepare() -> None:
     client = redis_client()
     # Entries of this host's processes that are gone (a restart gives new pids) leave the page.
     for name in client.hkeys(EMBEDDER_STATUS_KEY):
-        owner, _, pid = name.rpartition(":")
+        owner, _, pid = str(name).rpartition(":")
         if owner == host and pid.isdigit() and not _process_alive(int(pid)):
             client.hdel(EMBEDDER_STATUS_KEY, name)
     client.hset(EMBEDDER_STATUS_KEY, f"{host}:{os.getpid()}", json.dumps(fields))
