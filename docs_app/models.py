@@ -119,6 +119,9 @@ class Chunk(models.Model):
     text = models.TextField()
     # float32 vector: lets the vector index be rebuilt (or compacted) from the DB without the model.
     embedding = models.BinaryField()
+    # Words the keyword index filters on before it ranks (see chunk_keyword_scope); a document never moves to
+    # another collection, so they hold for the chunk's life.
+    keyword_scope = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["document_id", "ordinal"]
@@ -130,6 +133,20 @@ class Chunk(models.Model):
     @property
     def vector_id(self) -> str:
         return chunk_vector_id(document_id=self.document_id, version=self.document.version, ordinal=self.ordinal)
+
+
+# The first chunks of a document (title block, parties) carry their ordinal as a scope word: document routing
+# ranks them alone.
+SCOPE_HEAD_CHUNKS = 8
+
+
+def chunk_keyword_scope(*, collection_id: int, document_id: int, ordinal: int) -> str:
+    """The chunk's scope words in the keyword index: "c<collection> d<document>", plus "o<ordinal>" for a
+    document's first chunks. A query names the collections (or documents) it may read among them, so the
+    full-text index intersects posting lists and ranks only passages the reader may see, instead of ranking
+    every match in the firm and filtering afterwards."""
+    words = f"c{collection_id} d{document_id}"
+    return f"{words} o{ordinal}" if ordinal < SCOPE_HEAD_CHUNKS else words
 
 
 def chunk_vector_id(*, document_id: int, version: int, ordinal: int) -> str:

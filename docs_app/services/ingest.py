@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from docs_app import registry
-from docs_app.models import Chunk, Document, DocumentStatus
+from docs_app.models import Chunk, Document, DocumentStatus, chunk_keyword_scope
 from docs_app.pipeline.chunking import ChunkSpan, chunk_pages
 from docs_app.pipeline.pdf_extract import ExtractedPage, ExtractionError, pdf_extract_pages, pdf_validate
 from docs_app.services.audit import Action, audit_record
@@ -141,7 +141,9 @@ def _embed_and_store(document: Document, spans: list[ChunkSpan], page_count: int
         Chunk.objects.bulk_create(
             [
                 Chunk(document_id=document.pk, ordinal=s.ordinal, page=s.page, char_start=s.char_start,
-                      char_end=s.char_end, text=s.text, embedding=vectors[i].tobytes())
+                      char_end=s.char_end, text=s.text, embedding=vectors[i].tobytes(),
+                      keyword_scope=chunk_keyword_scope(collection_id=document.collection_id,
+                                                        document_id=document.pk, ordinal=s.ordinal))
                 for i, s in enumerate(spans)
             ],
             batch_size=500,

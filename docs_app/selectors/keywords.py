@@ -1,0 +1,92 @@
+"""The keyword side of retrieval on SQLite FTS5: which passages match a question's terms, best BM25 first,
+among the passages a reader may see.
+
+Query shape, and why (bench/scale.py): the index holds each chunk's scope words beside its text
+(docs_app.models.chunk_keyword_scope: "c<collection> d<document>", "o<ordinal>" for a document's first chunks).
+The MATCH names the readable collections (or the routed documents, or the head ordinals) as scope words, so
+FTS5 intersects posting lists and computes BM25 only for passages the reader may see, in the index, before
+SQLite joins anything. Filtering after ranking, as the first version did, made FTS5 rank every match in the firm:
+at 100k chunks a reader of one collection in a hundred paid as much as a reader of all of them.
+
+Ranking is BM25 over the text column alone (the scope column's weight is 0). The candidate list is cut inside
+the index; the outer query only checks the document is READY and in a readable collection (defence in depth: the
+caller re-checks every passage against the database before anyone sees it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection
+
+from docs_app.models import SCOPE_HEAD_CHUNKS, Collection, Document, DocumentStatus
+
+# Candidates fetched from the index per passage wanted: the outer filters (READY, readable) rarely drop any.
+_OVERFETCH = 2
+
+
+def readable_share(collection_ids: Sequence[int]) -> float:
+    """The share of the READY documents that the collections hold (1.0 when they are all the collections): how
+    much of an index a reader's filter lets through, which decides how the indexes are best asked."""
+    if len(set(collection_ids)) >= Collection.objects.count():
+        return 1.0
+    ready = Document.objects.filter(status=DocumentStatus.READY)
+    total = ready.count()
+    return ready.filter(collection_id__in=collection_ids).count() / total if total else 1.0
+
+
+def fts5_phrase(term: str) -> str:
+    """One term as an FTS5 string: quoted, so nothing a user types (quotes, '*', '-', ':', NEAR, parentheses)
+    can be read as FTS5 syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def fts5_scoped_match(terms: Sequence[str], *, collection_ids: Sequence[int] | None,
+                      document_ids: Sequence[int] | None = None, head_chunks: int = 0) -> str:
+    """The MATCH expression: any of the terms in the text, and (when given) one of the collections, one of the
+    documents, one of the first `head_chunks` ordinals in the scope column. None for collection_ids: every
+    collection (no collection clause to evaluate). Empty: no term left."""
+    if not terms:
+        return ""
+    clauses = ["text : (" + " OR ".join(fts5_phrase(t) for t in terms) + ")"]
+    if document_ids is not None:
+        clauses.append(_scope_any("d", document_ids))
+    elif collection_ids is not None:
+        clauses.append(_scope_any("c", collection_ids))
+    if 0 < head_chunks <= SCOPE_HEAD_CHUNKS:
+        clauses.append(_scope_any("o", range(head_chunks)))
+    return " AND ".join(clauses)
+
+
+def _scope_any(prefix: str, ids: Sequence[int] | range) -> str:
+    return "keyword_scope : (" + " OR ".join(f'"{prefix}{int(i)}"' for i in ids) + ")"
+
+
+def fts5_rows(terms: Sequence[str], *, collection_ids: Sequence[int], limit: int,
+              document_ids: Sequence[int] | None = None, head_chunks: int = 0) -> list[tuple[int, int]]:
+    """(chunk id, document id) of the best-matching passages, best first, at most `limit`."""
+    if not terms or not collection_ids or limit <= 0 or (document_ids is not None and not document_ids):
+        return []
+    # A reader of every collection needs no collection clause: it would only make FTS5 merge every posting list.
+    every = len(set(collection_ids)) >= Collection.objects.count()
+    match = fts5_scoped_match(terms, collection_ids=None if every else collection_ids, document_ids=document_ids,
+                              head_chunks=head_chunks)
+    where = ["d.status = %s", f"d.collection_id IN ({', '.join(['%s'] * len(collection_ids))})"]
+    params: list[str | int] = [match, limit * _OVERFETCH, DocumentStatus.READY.value, *collection_ids]
+    if document_ids is not None:
+        where.append(f"d.id IN ({', '.join(['%s'] * len(document_ids))})")
+        params += list(document_ids)
+    if head_chunks > SCOPE_HEAD_CHUNKS:
+        where.append("c.ordinal < %s")
+        params.append(head_chunks)
+    # Only fixed fragments and %s placeholders are joined into the SQL; every value is a parameter.
+    sql = (
+        "SELECT c.id, c.document_id FROM (SELECT rowid AS id, bm25(docs_app_chunk_fts, 1.0, 0.0) AS score "  # noqa: S608
+        "FROM docs_app_chunk_fts WHERE docs_app_chunk_fts MATCH %s ORDER BY score, rowid LIMIT %s) f "
+        "JOIN docs_app_chunk c ON c.id = f.id JOIN docs_app_document d ON d.id = c.document_id "
+        "WHERE " + " AND ".join(where) + " ORDER BY f.score, c.id LIMIT %s"
+    )
+    params.append(limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(int(chunk_id), int(document_id)) for chunk_id, document_id in cursor.fetchall()]
