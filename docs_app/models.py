@@ -267,3 +267,21 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} by {self.actor_name or '-'}"
+
+
+class AuditVerification(models.Model):
+    """How far verification of the audit chain has got (one row, see docs_app.services.audit_verification): the
+    head verified back to the first event, and the current pass re-verifying old events."""
+
+    head_id = models.BigIntegerField(default=0)
+    head_hash = models.CharField(max_length=64, default="0" * 64)
+    head_count = models.BigIntegerField(default=0)
+    sweep_id = models.BigIntegerField(default=0)
+    sweep_hash = models.CharField(max_length=64, default="0" * 64)
+    sweep_count = models.BigIntegerField(default=0)
+    sweep_started_at = models.DateTimeField(null=True, blank=True)
+    full_at = models.DateTimeField(null=True, blank=True)  # start of the last complete pass
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"verified through #{self.head_id}"

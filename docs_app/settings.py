@@ -296,6 +296,11 @@ ANSWER_MAX_RUNS = env_int("DOCS_ANSWER_MAX_RUNS", 2)
 # Last-Event-ID); also the longest a reader waits on an answer that makes no progress.
 ANSWER_STREAM_MAX_S = env_int("DOCS_ANSWER_STREAM_MAX_S", 600)
 
+# --- Audit ------------------------------------------------------------------------------------------
+# Time the audit page may spend verifying the chain per load (new events first, then a slice of the pass that
+# re-verifies old ones); `verify_audit` checks everything. See docs_app/services/audit_verification.py.
+AUDIT_PAGE_VERIFY_MS = env_int("DOCS_AUDIT_PAGE_VERIFY_MS", 150)
+
 # --- Messaging ---------------------------------------------------------------------------------------
 REDIS_URL = env_str("DOCS_REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
