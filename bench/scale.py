@@ -224,6 +224,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def measure(readers: dict[str, Any], queries: list[dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
+    from django.conf import settings
+    from django.test import override_settings
+
     from docs_app import registry
     from docs_app.models import Document
     from docs_app.selectors import retrieval
@@ -235,26 +238,41 @@ def measure(readers: dict[str, Any], queries: list[dict[str, Any]], base: dict[s
     pooled: list[float] = []
     by_reach: dict[str, Any] = {}
     for label, user in readers.items():
-        total, keyword, dense, embed = [], [], [], []
-        hits5 = 0
-        for query in queries:
-            k_spent, d_spent, e_spent = [0.0], [0.0], [0.0]
-            with timed(retrieval, "fts5_rows", k_spent), timed(store, "query", d_spent), \
-                    timed(registry.embedder(), "embed", e_spent):
-                start = time.perf_counter()
-                found = retrieval.chunks_retrieve(user=user, query=query["question"], k=10)
-                total.append((time.perf_counter() - start) * 1000)
-            keyword.append(k_spent[0] * 1000)
-            dense.append(d_spent[0] * 1000)
-            embed.append(e_spent[0] * 1000)
-            spans = [words(span) for span in query.get("gold", [])]
-            hits5 += any(copy_names.get(c.document_id) == query["pdf"] and is_hit(c.text, spans) for c in found[:5])
-        pooled += total
-        by_reach[label] = {"retrieval_ms": percentiles(total), "keyword_ms": percentiles(keyword),
-                           "dense_ms": percentiles(dense), "embed_ms": percentiles(embed),
-                           "hit@5_any_copy": round(hits5 / len(queries), 3)}
+        by_reach[label] = ask_all(user, queries, store=store, copy_names=copy_names)
+        pooled += by_reach[label].pop("_totals")
         print(f"reader {label:>4}: {by_reach[label]}", flush=True)
-    return {"retrieval_ms": percentiles(pooled), "by_reach": by_reach}
+    # The same questions for the reader of everything with every term kept: what the keyword budget costs in
+    # latency and what it changes in what is found, in this run.
+    with override_settings(KEYWORD_MAX_SCORED=0):
+        unpruned = ask_all(readers["100%"], queries, store=store, copy_names=copy_names)
+    unpruned.pop("_totals")
+    print(f"reader 100%, every term kept: {unpruned}", flush=True)
+    return {"retrieval_ms": percentiles(pooled), "by_reach": by_reach,
+            "keyword_max_scored": settings.KEYWORD_MAX_SCORED, "reader_100_every_term_kept": unpruned}
+
+
+def ask_all(user: Any, queries: list[dict[str, Any]], *, store: Any, copy_names: dict[int, str]) -> dict[str, Any]:
+    """Every question for one reader, timed whole and in parts; hit@5 counts a passage of any copy of the gold
+    contract holding the gold span."""
+    from docs_app import registry
+    from docs_app.selectors import retrieval
+
+    total, keyword, dense, embed = [], [], [], []
+    hits5 = 0
+    for query in queries:
+        k_spent, d_spent, e_spent = [0.0], [0.0], [0.0]
+        with timed(retrieval, "fts5_rows", k_spent), timed(store, "query", d_spent), \
+                timed(registry.embedder(), "embed", e_spent):
+            start = time.perf_counter()
+            found = retrieval.chunks_retrieve(user=user, query=query["question"], k=10)
+            total.append((time.perf_counter() - start) * 1000)
+        keyword.append(k_spent[0] * 1000)
+        dense.append(d_spent[0] * 1000)
+        embed.append(e_spent[0] * 1000)
+        spans = [words(span) for span in query.get("gold", [])]
+        hits5 += any(copy_names.get(c.document_id) == query["pdf"] and is_hit(c.text, spans) for c in found[:5])
+    return {"retrieval_ms": percentiles(total), "keyword_ms": percentiles(keyword), "dense_ms": percentiles(dense),
+            "embed_ms": percentiles(embed), "hit@5_any_copy": round(hits5 / len(queries), 3), "_totals": total}
 
 
 def old_keyword_shape(readers: dict[str, Any], queries: list[dict[str, Any]]) -> dict[str, Any]:

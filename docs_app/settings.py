@@ -296,6 +296,11 @@ ANSWER_MAX_RUNS = env_int("DOCS_ANSWER_MAX_RUNS", 2)
 # Last-Event-ID); also the longest a reader waits on an answer that makes no progress.
 ANSWER_STREAM_MAX_S = env_int("DOCS_ANSWER_STREAM_MAX_S", 600)
 
+# --- Retrieval ----------------------------------------------------------------------------------------
+# Passages one keyword query may score (estimated from the index's term counts): past it, its most common
+# terms are left out (docs_app/selectors/keywords.py). 0: never.
+KEYWORD_MAX_SCORED = env_int("DOCS_KEYWORD_MAX_SCORED", 20000)
+
 # --- Audit ------------------------------------------------------------------------------------------
 # Time the audit page may spend verifying the chain per load (new events first, then a slice of the pass that
 # re-verifies old ones); `verify_audit` checks everything. See docs_app/services/audit_verification.py.

@@ -59,3 +59,15 @@ def test_scoped_match_never_raises_whatever_the_user_types(fts: sqlite3.Connecti
     if match:
         _rows(fts, match)
     assert fts5_scoped_match([], collection_ids=[1]) == ""
+
+
+def test_a_query_over_budget_keeps_its_rarest_terms_in_order() -> None:
+    from docs_app.selectors.keywords import terms_within_budget
+
+    rows = {"agreement": 5000, "party": 3000, "crockett": 4, "royalty": 120, "unknown": 0}
+    terms = ["agreement", "crockett", "party", "royalty", "unknown"]
+    assert terms_within_budget(terms, rows, share=1.0, budget=20000) == terms
+    assert terms_within_budget(terms, rows, share=1.0, budget=4000) == ["crockett", "party", "royalty", "unknown"]
+    assert terms_within_budget(terms, rows, share=0.1, budget=900) == terms  # a narrow reader scores less
+    assert terms_within_budget(terms, rows, share=1.0, budget=10) == ["crockett", "unknown"]
+    assert terms_within_budget(["agreement"], rows, share=1.0, budget=1) == ["agreement"]  # never nothing
