@@ -50,7 +50,7 @@ from bench.retrieval import is_hit, words
 from docs_app.devservices import configure, services_running
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data" / "legal"
+SHARED = Path(os.environ.get("DOCS_SHARED_DATA", REPO.parent / "shared" / "data")) / "legal"
 NOISE_SIGMA = 0.005  # per dimension: |noise| ~ 0.1 for a unit vector, cosine to the original ~0.995
 REACHES = (("1%", 0.01), ("10%", 0.10), ("100%", 1.0))
 
