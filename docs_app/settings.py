@@ -304,7 +304,7 @@ KEYWORD_MAX_SCORED = env_int("DOCS_KEYWORD_MAX_SCORED", 20000)
 # --- Audit ------------------------------------------------------------------------------------------
 # Time the audit page may spend verifying the chain per load (new events first, then a slice of the pass that
 # re-verifies old ones); `verify_audit` checks everything. See docs_app/services/audit_verification.py.
-AUDIT_PAGE_VERIFY_MS = env_int("DOCS_AUDIT_PAGE_VERIFY_MS", 150)
+AUDIT_PAGE_VERIFY_MS = env_int("DOCS_AUDIT_PAGE_VERIFY_MS", 100)
 
 # --- Messaging ---------------------------------------------------------------------------------------
 REDIS_URL = env_str("DOCS_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -33,7 +33,7 @@ from django.utils import timezone
 from docs_app.models import AuditEvent, AuditVerification
 from docs_app.services.audit import GENESIS_HASH, event_hash
 
-_BATCH = 1000  # events per query; the page's time budget is checked between batches
+_BATCH = 500  # events per query; the page's time budget is checked between batches
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _walk(*, after_id: int, prev_hash: str, upto_id: int | None = None, deadline
     return walk
 
 
-def audit_verify_incremental(*, budget_s: float = 0.15) -> ChainStatus:
+def audit_verify_incremental(*, budget_s: float = 0.1) -> ChainStatus:
     """For the audit page: check the remembered head still holds, verify what was added since, then continue
     the sweep over old events, all within about `budget_s`; remember the progress."""
     deadline = time.monotonic() + budget_s
