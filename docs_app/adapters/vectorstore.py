@@ -108,9 +108,11 @@ class ChromaVectorStore:
             # at 20k chunks). For a wide reader it is cheaper to search more neighbours unfiltered and drop the
             # unreadable ones here.
             wanted = k if readable_share >= 1.0 else min(MAX_OVERFETCH, math.ceil(k * OVERFETCH / readable_share))
-            hits = [hit for hit in self._search(embedding, wanted, where=None) if hit.collection_id in allowed]
-            if len(hits) >= k or readable_share >= 1.0:
+            nearest = self._search(embedding, wanted, where=None)
+            hits = [hit for hit in nearest if hit.collection_id in allowed]
+            if len(hits) >= k or len(nearest) < wanted:  # enough, or that was the whole index
                 return hits[:k]
+            # Too few readable among them (the share was a guess): ask with the filter after all.
         where: dict[str, Any] = {"collection_id": {"$in": sorted(allowed)}}
         if document_ids is not None:
             if not document_ids:

@@ -15,6 +15,7 @@ caller re-checks every passage against the database before anyone sees it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from django.conf import settings
@@ -29,11 +30,36 @@ _AVERAGE_CHUNKS_PER_DOCUMENT = 50
 _TOKENIZER = "porter unicode61 remove_diacritics 2"  # the keyword index's, see migrations 0002 and 0005
 
 
+# Term counts and readers' shares are estimates that steer the query shape, never a permission: they are kept
+# for a minute per process, so a question's dozen index queries do not each ask again.
+_ESTIMATES_TTL_S = 60.0
+_ESTIMATES_MAX = 50_000
+_term_rows_seen: dict[str, tuple[float, int]] = {}
+_shares_seen: dict[tuple[int, ...], tuple[float, float]] = {}
+
+
+def estimates_forget() -> None:
+    """Drop the remembered term counts and shares (tests that rebuild the corpus call it)."""
+    _term_rows_seen.clear()
+    _shares_seen.clear()
+
+
 def term_rows(terms: Sequence[str]) -> dict[str, int]:
     """How many passages in the index hold each term (after the index's own stemming: "terminated" counts
     as "termin"), read from FTS5's vocabulary: one lookup per term, whatever the corpus size."""
-    if not terms:
-        return {}
+    now = time.monotonic()
+    known = {t: seen[1] for t in terms if (seen := _term_rows_seen.get(t)) and now - seen[0] < _ESTIMATES_TTL_S}
+    missing = [t for t in dict.fromkeys(terms) if t not in known]
+    if missing:
+        if len(_term_rows_seen) > _ESTIMATES_MAX:
+            _term_rows_seen.clear()
+        for term, rows in _term_rows_read(missing).items():
+            _term_rows_seen[term] = (now, rows)
+            known[term] = rows
+    return {t: known[t] for t in terms}
+
+
+def _term_rows_read(terms: Sequence[str]) -> dict[str, int]:
     with connection.cursor() as cursor:
         # Per connection, in its temporary schema: nothing is written to the database file.
         cursor.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.docs_query_terms USING "
@@ -80,12 +106,20 @@ def terms_within_budget(terms: Sequence[str], rows: dict[str, int], *, share: fl
 
 def readable_share(collection_ids: Sequence[int]) -> float:
     """The share of the READY documents that the collections hold (1.0 when they are all the collections): how
-    much of an index a reader's filter lets through, which decides how the indexes are best asked."""
-    if len(set(collection_ids)) >= Collection.objects.count():
-        return 1.0
+    much of an index a reader's filter lets through, which decides how the indexes are best asked. Remembered
+    for a minute: it only steers the query shape, and every query still filters by the collections themselves."""
+    key = tuple(sorted(set(collection_ids)))
+    now = time.monotonic()
+    seen = _shares_seen.get(key)
+    if seen and now - seen[0] < _ESTIMATES_TTL_S:
+        return seen[1]
     ready = Document.objects.filter(status=DocumentStatus.READY)
     total = ready.count()
-    return ready.filter(collection_id__in=collection_ids).count() / total if total else 1.0
+    share = ready.filter(collection_id__in=key).count() / total if total else 1.0
+    if len(_shares_seen) > _ESTIMATES_MAX:
+        _shares_seen.clear()
+    _shares_seen[key] = (now, share)
+    return share
 
 
 def fts5_phrase(term: str) -> str:

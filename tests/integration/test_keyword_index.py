@@ -7,9 +7,14 @@ import pytest
 from django.db import connection
 
 from docs_app.models import Chunk, Collection, Document, DocumentStatus, chunk_keyword_scope
-from docs_app.selectors.keywords import fts5_rows, term_rows
+from docs_app.selectors.keywords import estimates_forget, fts5_rows, term_rows
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_estimates() -> None:
+    estimates_forget()
 
 TEXTS = ["The licensee shall pay royalties quarterly.", "Termination for convenience on notice.",
          "Royalties are paid in dollars.", "Governing law is Delaware."]
