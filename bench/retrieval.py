@@ -204,11 +204,12 @@ def compare_variants(variants: list[str], *, user: Any, queries: list[dict[str, 
                      by_name: dict[str, int]) -> dict[str, Any]:
     """The same corpus and questions under several settings, in this run: "fp32", "bf16" or "auto" re-embed every
     chunk (and the questions) in that precision through the app's own re-index; a "+all-terms" suffix turns the
-    keyword candidate limit off (DOCS_KEYWORD_MAX_SCORED=0)."""
+    keyword candidate limit off (DOCS_KEYWORD_MAX_SCORED=0), "+budget=N" sets it to N."""
     from django.test import override_settings
 
     from docs_app import registry
     from docs_app.adapters.embeddings import SentenceTransformerEmbedder, packaged_minilm_path
+    from docs_app.selectors.keywords import estimates_forget
     from docs_app.services.index import index_rebuild
 
     results: dict[str, Any] = {}
@@ -225,8 +226,11 @@ def compare_variants(variants: list[str], *, user: Any, queries: list[dict[str, 
                 print(f"re-embedded in {embedder.choice.precision} ({embedder.choice.reason}) in "
                       f"{time.perf_counter() - started:.0f} s")
                 embedded_in = precision
-            with override_settings(**({"KEYWORD_MAX_SCORED": 0} if flag == "all-terms" else {})):
+            budget = {"KEYWORD_MAX_SCORED": 0} if flag == "all-terms" else (
+                {"KEYWORD_MAX_SCORED": int(flag.removeprefix("budget="))} if flag.startswith("budget=") else {})
+            with override_settings(**budget):
                 print(f"variant {variant}:")
+                estimates_forget()
                 results[variant] = {"precision": embedder.choice.precision,
                                     **evaluate(user=user, queries=queries, by_name=by_name)}
     finally:
