@@ -281,9 +281,11 @@ class AuditVerification(models.Model):
 
     head_id = models.BigIntegerField(default=0)
     head_hash = models.CharField(max_length=64, default="0" * 64)
+    head_version = models.PositiveSmallIntegerField(default=1)  # the chain version of the head event
     head_count = models.BigIntegerField(default=0)
     sweep_id = models.BigIntegerField(default=0)
     sweep_hash = models.CharField(max_length=64, default="0" * 64)
+    sweep_version = models.PositiveSmallIntegerField(default=1)
     sweep_count = models.BigIntegerField(default=0)
     sweep_started_at = models.DateTimeField(null=True, blank=True)
     full_at = models.DateTimeField(null=True, blank=True)  # start of the last complete pass

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from docs_app.models import AuditEvent, AuditVerification
-from docs_app.services import audit_verification
+from docs_app.services import audit, audit_verification
 from docs_app.services.audit import Action, audit_guard_remove, audit_record, event_hash
 from docs_app.services.audit_verification import audit_verify_full, audit_verify_incremental
 
@@ -100,3 +100,34 @@ def test_verify_audit_walks_the_chain_in_batches_and_records_a_complete_pass(
     out = io.StringIO()
     call_command("verify_audit", stdout=out)
     assert "10 events verified" in out.getvalue() and events[-1].hash in out.getvalue()
+
+
+# --- The keyed chain (issue 10) seen incrementally --------------------------------------------------------
+
+def test_a_downgraded_new_event_or_a_missing_key_is_named_by_the_page(settings, tmp_path) -> None:
+    _events(3)
+    assert audit_verify_incremental().ok
+    downgraded = _events(1)[0]
+    audit_guard_remove()
+    AuditEvent.objects.filter(pk=downgraded.pk).update(chain_version=1)
+    status = audit_verify_incremental()
+    assert not status.ok and status.first_broken_id == downgraded.pk and "downgraded" in status.problem
+    AuditEvent.objects.filter(pk=downgraded.pk).update(chain_version=2)
+    settings.AUDIT_KEY_FILE = tmp_path / "lost.key"
+    status = audit_verify_incremental()
+    assert not status.ok and "key file" in status.problem
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_page_checks_the_newest_anchor_and_verify_audit_every_one(settings, monkeypatch) -> None:
+    settings.AUDIT_ANCHOR_EVERY_S = 0
+    events = _events(6)  # each anchored after its commit
+    assert audit_verify_incremental().ok
+    AuditVerification.objects.all().delete()  # a page that has verified nothing yet
+    audit_guard_remove()
+    AuditEvent.objects.filter(pk=events[-1].pk).delete()  # cut short past the newest anchor
+    status = audit_verify_incremental()
+    assert not status.ok and f"#{events[-1].pk}" in status.problem and "cut short" in status.problem
+    monkeypatch.setattr(audit, "_ANCHOR_BATCH", 2)  # the full check reads anchors a batch at a time
+    assert "cut short" in audit.audit_anchors_problem()
+    assert not audit_verify_full().ok
