@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from docs_app.keyfile import key_create
+
 REPO = Path(__file__).resolve().parent.parent
 REDIS_CONF = REPO / "scripts" / "redis.conf"
 
@@ -114,8 +116,12 @@ def configure(workdir: Path, **extra_env: str) -> None:
         "DOCS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "DOCS_CHROMA_PORT": str(free_port()),
         "DOCS_LOG_LEVEL": "WARNING",
+        # The audit chain is keyed (docs_app.services.audit): a run keeps its own key and anchors.
+        "DOCS_AUDIT_KEY_FILE": str(workdir / "keys" / "audit-hmac.key"),
+        "DOCS_AUDIT_ANCHOR_FILE": str(workdir / "keys" / "audit-anchors.log"),
         **extra_env,
     })
+    key_create(Path(os.environ["DOCS_AUDIT_KEY_FILE"]))
 
 
 @contextmanager

@@ -40,6 +40,7 @@ def test_each_call_verifies_only_what_is_new_and_remembers_the_head() -> None:
 
 def test_a_small_budget_answers_at_once_and_catches_up_over_later_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_verification, "_BATCH", 2)
+    monkeypatch.setattr(audit_verification, "_AT_LEAST", 2)
     events = _events(9)
     partial = audit_verify_incremental(budget_s=0)
     assert partial.ok and partial.checked == 2 and partial.pending == 7
@@ -50,6 +51,7 @@ def test_a_small_budget_answers_at_once_and_catches_up_over_later_calls(monkeypa
 
 def test_the_sweep_finds_an_old_row_altered_after_it_was_verified(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_verification, "_BATCH", 2)
+    monkeypatch.setattr(audit_verification, "_AT_LEAST", 2)
     events = _events(8)
     while not audit_verify_incremental(budget_s=0).full_at:  # the head, then one complete pass of old events
         pass
