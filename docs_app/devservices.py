@@ -125,8 +125,10 @@ class Services:
         return proc
 
     def redis(self, *, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+        # As the Procfile runs it: an append-only file, written to disk every second (a restart replays it).
         return self.start("redis", [venv_bin("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                                    "--save", "", "--appendonly", "no", "--dir", str(data_dir)], port=port)
+                                    "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                                    "--dir", str(data_dir)], port=port)
 
     def chroma(self, *, port: int, path: Path) -> subprocess.Popen[bytes]:
         return self.start("chroma", [venv_bin("chroma"), "run", "--host", "127.0.0.1", "--port", str(port),
@@ -139,6 +141,13 @@ class Services:
             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", loglevel,
         ], env=env)
 
+    def find(self, name: str) -> subprocess.Popen[bytes]:
+        """The running service started under `name` (the last one, if several)."""
+        for proc in reversed(self.procs):
+            if self._started[proc.pid].name == name:
+                return proc
+        raise LookupError(f"no service {name!r} is running")
+
     def stop(self, proc: subprocess.Popen[bytes] | None = None, *, grace_s: float = 30) -> None:
         for one in [proc] if proc is not None else list(reversed(self.procs)):
             stop_process(one, grace_s=grace_s)
@@ -149,14 +158,17 @@ class Services:
         kill_process(proc)
         self._forget(proc)
 
-    def restart(self, proc: subprocess.Popen[bytes], *, kill: bool = False) -> subprocess.Popen[bytes]:
+    def restart(self, proc: subprocess.Popen[bytes], *, kill: bool = False,
+                down_s: float = 0) -> subprocess.Popen[bytes]:
         """The same service again, with the same command line (same port, same data): after a SIGKILL when
-        `kill`, else after an orderly stop."""
+        `kill`, else after an orderly stop, and `down_s` seconds without it. A service already killed with
+        kill_process (still known here) is only started again."""
         started = self._started[proc.pid]
         if kill:
             self.kill(proc)
         else:
             self.stop(proc)
+        time.sleep(down_s)
         return self.start(started.name, started.argv, started.env, port=started.port)
 
     def _forget(self, proc: subprocess.Popen[bytes]) -> None:

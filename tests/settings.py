@@ -18,6 +18,12 @@ os.environ.setdefault("DOCS_LLM_CONTEXT_TOKENS", "2048")
 os.environ.setdefault("DOCS_LLM_MAX_ANSWER_TOKENS", "48")
 # An answer test fails within about two minutes instead of waiting out a stuck stream.
 os.environ.setdefault("DOCS_ANSWER_STREAM_MAX_S", "120")
+# Lost runs noticed in seconds, not minutes, so the fault tests can wait for the takeover (tests/integration/
+# test_faults.py); the workers the suite starts inherit these.
+os.environ.setdefault("DOCS_WORK_HEARTBEAT_S", "2")
+os.environ.setdefault("DOCS_WORK_STALE_S", "12")
+os.environ.setdefault("DOCS_ANSWER_LEASE_S", "12")
+os.environ.setdefault("DOCS_RECONCILE_GRACE_S", "3")
 
 from docs_app.settings import *  # noqa: E402,F403
 

@@ -9,11 +9,13 @@ shown is filtered by what they may read now, not when the answer was written.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
@@ -25,9 +27,14 @@ from docs_app.services.access import collections_readable, document_ids_readable
 from docs_app.services.actor import AnyUser
 from docs_app.services.streams import TERMINAL_EVENTS, stream_exists, stream_read
 
+log = logging.getLogger(__name__)
+
 # A relay waits this long for the next entry before it sends a keep-alive.
 KEEPALIVE_S = 15
-# A relay ends after this long even if the answer has not; the browser reconnects with Last-Event-ID.
+# While an answer waits in the queue, the relay looks at its place this often (and sends it when it changes);
+# while Redis is unreachable, it looks at the database this often.
+QUEUE_POLL_S = 2
+WAITING_STATUSES = (AnswerStatus.PENDING, AnswerStatus.STREAMING)
 
 
 def viewer_url(*, document_id: int, page: int, chunk_id: int) -> str:
@@ -122,21 +129,51 @@ class AnswerEvent:
     entry_id: str = ""  # empty for events replayed from the DB
 
 
+# --- The answer queue -------------------------------------------------------------------------------------
+
+def answers_waiting_count() -> int:
+    """Answers waiting for a run or being written: what back-pressure counts (settings.ANSWER_QUEUE_MAX)."""
+    return Answer.objects.filter(status__in=WAITING_STATUSES).count()
+
+
+def answer_queue_position(*, answer_id: int) -> int | None:
+    """1 when the answer is the next to be written; None when it is being written or finished."""
+    status = Answer.objects.filter(pk=answer_id).values_list("status", flat=True).first()
+    if status != AnswerStatus.PENDING:
+        return None
+    return Answer.objects.filter(status=AnswerStatus.PENDING, pk__lt=answer_id).count() + 1
+
+
+# --- Following an answer as it is written -----------------------------------------------------------------
+
 def answer_events(*, user: AnyUser, answer: Answer, after: str) -> Iterator[AnswerEvent | None]:
     """The answer's events after entry id `after`, each filtered for the user; None marks a quiet spell (the
-    caller sends a keep-alive). Ends after the terminal event, or after settings.ANSWER_STREAM_MAX_S."""
-    if not stream_exists(answer_id=answer.pk) and answer.is_finished:
+    caller sends a keep-alive). While the answer waits in the queue, `queued` events say its place (and whether
+    the queue itself is unreachable). Ends after the terminal event, or after settings.ANSWER_STREAM_MAX_S."""
+    if answer.is_finished and not _stream_exists(answer.pk):
         yield from _from_db(user, answer)
         return
     deadline = time.monotonic() + settings.ANSWER_STREAM_MAX_S
+    shown: tuple[int | None, bool] | None = None
     while time.monotonic() < deadline:
-        entries = stream_read(answer_id=answer.pk, after=after, block_ms=KEEPALIVE_S * 1000)
+        position = answer_queue_position(answer_id=answer.pk)
+        try:
+            entries = stream_read(answer_id=answer.pk, after=after,
+                                  block_ms=(QUEUE_POLL_S if position else KEEPALIVE_S) * 1000)
+            queue_down = False
+        except redis.RedisError as exc:
+            log.warning("answer %s: the stream is unreachable (%s); following the database", answer.pk, exc)
+            entries, queue_down = [], True
+        if (position is not None or queue_down) and shown != (position, queue_down):
+            shown = (position, queue_down)
+            yield AnswerEvent("queued", json.dumps({"position": position, "queue_down": queue_down}))
         if not entries:
-            if not stream_exists(answer_id=answer.pk):
-                answer.refresh_from_db()
-                if answer.is_finished:
-                    yield from _from_db(user, answer)
-                    return
+            answer.refresh_from_db()
+            if answer.is_finished and (queue_down or not _stream_exists(answer.pk)):
+                yield from _from_db(user, answer)
+                return
+            if queue_down:
+                time.sleep(QUEUE_POLL_S)
             yield None
             continue
         for entry_id, event, data in entries:
@@ -144,6 +181,13 @@ def answer_events(*, user: AnyUser, answer: Answer, after: str) -> Iterator[Answ
             yield AnswerEvent(event, _relayable(user, event, data), entry_id)
             if event in TERMINAL_EVENTS:
                 return
+
+
+def _stream_exists(answer_id: int) -> bool:
+    try:
+        return stream_exists(answer_id=answer_id)
+    except redis.RedisError:
+        return False  # the database has the answer; the relay reads it from there
 
 
 def _relayable(user: AnyUser, event: str, data: str) -> str:

@@ -20,9 +20,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from docs_app.models import Answer
-from docs_app.selectors.answers import AnswerEvent, answer_events, conversation_page, conversations_recent
+from docs_app.selectors.answers import (
+    AnswerEvent,
+    answer_events,
+    answer_queue_position,
+    conversation_page,
+    conversations_recent,
+)
 from docs_app.services.access import answer_get, collections_readable, conversation_get
 from docs_app.services.answering import conversation_start, question_ask
+from docs_app.services.enqueue import queue_unreachable
 from docs_app.services.streams import entry_id_valid
 from docs_app.web import request_actor, wants_json
 
@@ -32,6 +39,7 @@ from docs_app.web import request_actor, wants_json
 def ask_start(request: HttpRequest) -> HttpResponse:
     collections = list(collections_readable(request.user).order_by("name"))
     error = ""
+    status = 200
     if request.method == "POST":
         chosen = [int(v) for v in request.POST.getlist("collections") if v.isascii() and v.isdigit()]
         try:
@@ -41,14 +49,15 @@ def ask_start(request: HttpRequest) -> HttpResponse:
             answer = conversation_start(actor=request_actor(request), text=request.POST.get("question", ""),
                                         collection_ids=chosen or None)
         except ValidationError as exc:
-            error = " ".join(exc.messages)
+            error, status = " ".join(exc.messages), 400
         else:
             return _asked(request, answer)
-    return render(request, "ask/start.html", {"collections": collections,
-                                              "recent": conversations_recent(user=request.user), "error": error,
-                                              "standin_model": not settings.LLM_MODEL_PATH,
-                                              "question": request.POST.get("question", "")},
-                  status=400 if error else 200)
+    response = render(request, "ask/start.html", {"collections": collections,
+                                                  "recent": conversations_recent(user=request.user), "error": error,
+                                                  "standin_model": not settings.LLM_MODEL_PATH,
+                                                  "question": request.POST.get("question", "")},
+                      status=status)
+    return response
 
 
 @login_required
@@ -93,7 +102,9 @@ def _asked(request: HttpRequest, answer: Answer) -> HttpResponse:
     conversation_id = answer.question.conversation_id
     if wants_json(request):
         return JsonResponse({"answer_id": answer.pk, "stream_url": reverse("answer_stream", args=[answer.pk]),
-                             "conversation_url": reverse("conversation", args=[conversation_id])}, status=201)
+                             "conversation_url": reverse("conversation", args=[conversation_id]),
+                             "queue_position": answer_queue_position(answer_id=answer.pk),
+                             "queue_down": queue_unreachable()}, status=201)
     return redirect(f"{reverse('conversation', args=[conversation_id])}#answer-{answer.pk}")
 
 
