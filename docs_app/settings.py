@@ -265,8 +265,10 @@ ANSWER_MAX_RUNS = env_int("DOCS_ANSWER_MAX_RUNS", 2)
 # How long one Server-Sent Events response relays an answer before it ends (the browser reconnects with
 # Last-Event-ID); also the longest a reader waits on an answer that makes no progress.
 ANSWER_STREAM_MAX_S = env_int("DOCS_ANSWER_STREAM_MAX_S", 600)
-# An answer still waiting for a worker after ANSWER_WAIT_MAX_S (no answer worker running, or far too few) is
-# refused with "busy, try again" by the reconciler, instead of waiting without bound.
+# Back-pressure: at most this many answers waiting or being written at once; the next question is refused with
+# "busy, try again" and the number ahead, instead of waiting without bound. An answer still waiting after
+# ANSWER_WAIT_MAX_S (no answer worker running, or far too few) is refused the same way by the reconciler.
+ANSWER_QUEUE_MAX = env_int("DOCS_ANSWER_QUEUE_MAX", 30)
 ANSWER_WAIT_MAX_S = env_int("DOCS_ANSWER_WAIT_MAX_S", 900)
 # A run's claim on an answer (a Redis lease, renewed by a thread every quarter of it while the run's process
 # lives). A run on a lost host is taken over once its lease lapses.

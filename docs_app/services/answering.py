@@ -33,6 +33,7 @@ from docs_app.pipeline.prompt import (
     citations_parse,
     prompt_build,
 )
+from docs_app.selectors.answers import answers_waiting_count
 from docs_app.selectors.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
 from docs_app.services.access import conversation_check_owner
 from docs_app.services.actor import Actor
@@ -67,8 +68,18 @@ ABSTAIN_TEXT = (
 CRASHED_TEXT = ("The answer could not be written: the answer worker stopped {runs} times while generating it "
                 "(the model process crashed), so it was not tried again. Please ask again later; an "
                 "administrator can see the model's state on the status page.")
+BUSY_TEXT = ("Busy, try again: {waiting} questions are waiting for the answer service, the most it takes at once. "
+             "Please ask again in a few minutes.")
 WAITED_TEXT = ("Busy, try again: no answer worker took this question within {minutes} minutes (too many questions, "
                "or the answer service is not running). Please ask again later.")
+
+
+class AnswerQueueFull(Exception):
+    """Back-pressure: the answer queue is at settings.ANSWER_QUEUE_MAX; the question is refused, not queued."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(BUSY_TEXT.format(waiting=waiting))
+        self.waiting = waiting
 
 
 # --- the web side -------------------------------------------------------------------------------------------
@@ -86,12 +97,17 @@ def conversation_start(*, actor: Actor, text: str, collection_ids: Sequence[int]
 
 
 def question_ask(*, conversation: Conversation, actor: Actor, text: str) -> Answer:
-    """Record the question with a pending answer and queue it for the answer worker once committed. If the
+    """Record the question with a pending answer and queue it for the answer worker once committed; raises
+    AnswerQueueFull instead when settings.ANSWER_QUEUE_MAX answers are already waiting or being written. If the
     queue (Redis) is unreachable the question is still recorded: the reconciler queues it when Redis is back."""
     user = _asker(actor)
     conversation_check_owner(user, conversation)
     clean = _question_clean(text)
     with transaction.atomic():
+        # Counted inside the write transaction: on SQLite (IMMEDIATE) no other ask slips in between.
+        waiting = answers_waiting_count()
+        if waiting >= settings.ANSWER_QUEUE_MAX:
+            raise AnswerQueueFull(waiting)
         question = Question.objects.create(conversation=conversation, asked_by=user, text=clean,
                                            client_address=actor.address)
         answer = Answer.objects.create(question=question)

@@ -28,7 +28,7 @@ from docs_app.selectors.answers import (
     conversations_recent,
 )
 from docs_app.services.access import answer_get, collections_readable, conversation_get
-from docs_app.services.answering import conversation_start, question_ask
+from docs_app.services.answering import AnswerQueueFull, conversation_start, question_ask
 from docs_app.services.enqueue import queue_unreachable
 from docs_app.services.streams import entry_id_valid
 from docs_app.web import request_actor, wants_json
@@ -50,6 +50,10 @@ def ask_start(request: HttpRequest) -> HttpResponse:
                                         collection_ids=chosen or None)
         except ValidationError as exc:
             error, status = " ".join(exc.messages), 400
+        except AnswerQueueFull as busy:
+            if wants_json(request):
+                return _busy_json(busy)
+            error, status = str(busy), BUSY_STATUS
         else:
             return _asked(request, answer)
     response = render(request, "ask/start.html", {"collections": collections,
@@ -57,6 +61,8 @@ def ask_start(request: HttpRequest) -> HttpResponse:
                                                   "standin_model": not settings.LLM_MODEL_PATH,
                                                   "question": request.POST.get("question", "")},
                       status=status)
+    if status == BUSY_STATUS:
+        response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
     return response
 
 
@@ -83,6 +89,11 @@ def question_create(request: HttpRequest, pk: int) -> HttpResponse:
             return JsonResponse({"error": " ".join(exc.messages)}, status=400)
         messages.error(request, " ".join(exc.messages))
         return redirect("conversation", pk=conversation.pk)
+    except AnswerQueueFull as busy:
+        if wants_json(request):
+            return _busy_json(busy)
+        messages.error(request, str(busy))
+        return redirect("conversation", pk=conversation.pk)
     return _asked(request, answer)
 
 
@@ -95,6 +106,18 @@ def answer_stream(request: HttpRequest, pk: int) -> HttpResponseBase:
     response = StreamingHttpResponse(_sse_stream(events), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the tokens back
+    return response
+
+
+# "Busy, try again" is a refusal, not a failure: 429 with Retry-After, never a 5xx.
+BUSY_STATUS = 429
+BUSY_RETRY_AFTER_S = 60
+
+
+def _busy_json(busy: AnswerQueueFull) -> JsonResponse:
+    response = JsonResponse({"error": "busy", "message": str(busy), "waiting": busy.waiting,
+                             "retry_after_s": BUSY_RETRY_AFTER_S}, status=BUSY_STATUS)
+    response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
     return response
 
 
