@@ -341,11 +341,17 @@ def language_model_loaded() -> tuple[LanguageModel, str]:
 
 def answer_model_preload() -> None:
     """Load the model when the answer worker starts, not when the first person asks (a minute for a large
-    model). Failures are logged and published; the answers then fail with the reason."""
+    model), and the embedder retrieval needs (seconds, longer on a busy machine: time the first question's
+    first token would otherwise carry). Failures are logged and published; the answers then fail with the
+    reason."""
     try:
         model, loaded_at = language_model_loaded()
         model_loaded_publish(model, loaded_at=loaded_at)
     except Exception:
         log.exception("the answer model could not be loaded")
+    try:
+        registry.embedder().embed(["warm-up"])
+    except Exception:
+        log.exception("the embedder could not be loaded")
 
 
