@@ -189,6 +189,9 @@ def signals_end_the_run() -> Iterator[None]:
     blocks stop what the run started; Python's default for them is to die without running any."""
 
     def interrupt(signum: int, _frame: object) -> None:
+        # Once: a second signal must not cut the teardown the first one started short (the reapers remain).
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
