@@ -179,7 +179,9 @@ class Person(threading.Thread):
                             if event == "token" and first_token is None:
                                 first_token = time.monotonic()
                         elif line.startswith("data: ") and event in ("done", "error"):
-                            status = json.loads(line[6:]).get("status", "failed") if event == "done" else "failed"
+                            data = json.loads(line[6:])
+                            status = data.get("status", "failed") if event == "done" else (
+                                "busy" if str(data.get("message", "")).startswith("Busy") else "failed")
                             self.tally.outcome(status, None if first_token is None else first_token - asked_at)
                             return
             except httpx.HTTPError as exc:
@@ -247,7 +249,8 @@ def main() -> None:
     parser.add_argument("--seed-docs", type=int, default=4, help="documents ingested before the load")
     parser.add_argument("--bulk-docs", type=int, default=40, help="documents imported while the load runs")
     parser.add_argument("--answer-tokens", type=int, default=64)
-    parser.add_argument("--drain-s", type=float, default=300, help="wait this long for answers still queued")
+    parser.add_argument("--drain-s", type=float, default=960,
+                        help="wait this long for answers still queued (past DOCS_ANSWER_WAIT_MAX_S they are refused)")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-load-"))

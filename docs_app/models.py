@@ -197,6 +197,9 @@ class Answer(models.Model):
     # the counter stops that from looping: past ANSWER_MAX_ATTEMPTS the answer fails with its reason.
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the last run began writing it: finished_at - started_at is what one answer costs a worker, which
+    # back-pressure turns into a waiting time (selectors.answers.answer_wait_estimate_s).
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -269,6 +269,9 @@ ANSWER_STREAM_MAX_S = env_int("DOCS_ANSWER_STREAM_MAX_S", 600)
 # "busy, try again" and the number ahead, instead of waiting without bound. An answer still waiting after
 # ANSWER_WAIT_MAX_S (no answer worker running, or far too few) is refused the same way by the reconciler.
 ANSWER_QUEUE_MAX = env_int("DOCS_ANSWER_QUEUE_MAX", 30)
+# ... and refused as well when the answers ahead would take longer than this to write, at the pace answers have
+# been written lately (what a crowded CPU box manages is far below what a GPU host does).
+ANSWER_WAIT_TARGET_S = env_int("DOCS_ANSWER_WAIT_TARGET_S", 300)
 ANSWER_WAIT_MAX_S = env_int("DOCS_ANSWER_WAIT_MAX_S", 900)
 # A run's claim on an answer (a Redis lease, renewed by a thread every quarter of it while the run's process
 # lives). A run on a lost host is taken over once its lease lapses.

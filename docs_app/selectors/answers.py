@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -134,6 +135,30 @@ class AnswerEvent:
 def answers_waiting_count() -> int:
     """Answers waiting for a run or being written: what back-pressure counts (settings.ANSWER_QUEUE_MAX)."""
     return Answer.objects.filter(status__in=WAITING_STATUSES).count()
+
+
+# Back-pressure's clock: the recent answers whose cost it takes the median of.
+SERVICE_SAMPLE = 20
+
+
+def answer_service_time_s() -> float | None:
+    """What one answer has lately cost a worker (median of the last SERVICE_SAMPLE, from the start of the run
+    that wrote it to its end); None until three have been written."""
+    rows = (Answer.objects.filter(status__in=[AnswerStatus.DONE, AnswerStatus.ABSTAINED], started_at__isnull=False,
+                                  finished_at__isnull=False)
+            .order_by("-finished_at").values_list("started_at", "finished_at")[:SERVICE_SAMPLE])
+    durations = [(finished - started).total_seconds() for started, finished in rows if started and finished]
+    return statistics.median(durations) if len(durations) >= 3 else None
+
+
+def answer_wait_estimate_s(*, ahead: int) -> float | None:
+    """About how long until an answer with `ahead` answers waiting before it is written: the workers write as
+    many at once as are being written now (at least one)."""
+    service = answer_service_time_s()
+    if service is None:
+        return None
+    writing = Answer.objects.filter(status=AnswerStatus.STREAMING).count()
+    return (ahead + 1) * service / max(1, writing)
 
 
 def answer_queue_position(*, answer_id: int) -> int | None:

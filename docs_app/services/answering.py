@@ -33,7 +33,7 @@ from docs_app.pipeline.prompt import (
     citations_parse,
     prompt_build,
 )
-from docs_app.selectors.answers import answers_waiting_count
+from docs_app.selectors.answers import answer_wait_estimate_s, answers_waiting_count
 from docs_app.selectors.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
 from docs_app.services.access import conversation_check_owner
 from docs_app.services.actor import Actor
@@ -68,18 +68,21 @@ ABSTAIN_TEXT = (
 CRASHED_TEXT = ("The answer could not be written: the answer worker stopped {runs} times while generating it "
                 "(the model process crashed), so it was not tried again. Please ask again later; an "
                 "administrator can see the model's state on the status page.")
-BUSY_TEXT = ("Busy, try again: {waiting} questions are waiting for the answer service, the most it takes at once. "
-             "Please ask again in a few minutes.")
+BUSY_TEXT = ("Busy, try again: {waiting} questions are waiting for the answer service{eta}. Please ask again in "
+             "a few minutes.")
 WAITED_TEXT = ("Busy, try again: no answer worker took this question within {minutes} minutes (too many questions, "
                "or the answer service is not running). Please ask again later.")
 
 
 class AnswerQueueFull(Exception):
-    """Back-pressure: the answer queue is at settings.ANSWER_QUEUE_MAX; the question is refused, not queued."""
+    """Back-pressure: settings.ANSWER_QUEUE_MAX answers wait already, or those waiting would take longer than
+    settings.ANSWER_WAIT_TARGET_S to write; the question is refused, not queued."""
 
-    def __init__(self, waiting: int) -> None:
-        super().__init__(BUSY_TEXT.format(waiting=waiting))
+    def __init__(self, waiting: int, estimate_s: float | None = None) -> None:
+        eta = f", about {max(1, round(estimate_s / 60))} minutes of work" if estimate_s is not None else ""
+        super().__init__(BUSY_TEXT.format(waiting=waiting, eta=eta))
         self.waiting = waiting
+        self.estimate_s = estimate_s
 
 
 # --- the web side -------------------------------------------------------------------------------------------
@@ -98,8 +101,9 @@ def conversation_start(*, actor: Actor, text: str, collection_ids: Sequence[int]
 
 def question_ask(*, conversation: Conversation, actor: Actor, text: str) -> Answer:
     """Record the question with a pending answer and queue it for the answer worker once committed; raises
-    AnswerQueueFull instead when settings.ANSWER_QUEUE_MAX answers are already waiting or being written. If the
-    queue (Redis) is unreachable the question is still recorded: the reconciler queues it when Redis is back."""
+    AnswerQueueFull instead when settings.ANSWER_QUEUE_MAX answers are already waiting or being written, or when
+    those waiting would take longer than settings.ANSWER_WAIT_TARGET_S. If the queue (Redis) is unreachable the
+    question is still recorded: the reconciler queues it when Redis is back."""
     user = _asker(actor)
     conversation_check_owner(user, conversation)
     clean = _question_clean(text)
@@ -108,6 +112,9 @@ def question_ask(*, conversation: Conversation, actor: Actor, text: str) -> Answ
         waiting = answers_waiting_count()
         if waiting >= settings.ANSWER_QUEUE_MAX:
             raise AnswerQueueFull(waiting)
+        estimate = answer_wait_estimate_s(ahead=Answer.objects.filter(status=AnswerStatus.PENDING).count())
+        if estimate is not None and estimate > settings.ANSWER_WAIT_TARGET_S:
+            raise AnswerQueueFull(waiting, estimate)
         question = Question.objects.create(conversation=conversation, asked_by=user, text=clean,
                                            client_address=actor.address)
         answer = Answer.objects.create(question=question)
@@ -166,7 +173,8 @@ def answer_generate(*, answer_id: int) -> None:
         if answer.status == AnswerStatus.STREAMING or stream_exists(answer_id=answer_id):
             # A worker died mid-answer: readers drop what they have shown and follow the new run.
             stream_publish(answer_id=answer_id, event="restart", data="")
-        Answer.objects.filter(pk=answer_id).update(status=AnswerStatus.STREAMING, text="", error="")
+        Answer.objects.filter(pk=answer_id).update(status=AnswerStatus.STREAMING, text="", error="",
+                                                   started_at=timezone.now())
         try:
             _answer(answer, lease=lease)
         except LeaseLost:

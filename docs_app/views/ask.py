@@ -116,7 +116,8 @@ BUSY_RETRY_AFTER_S = 60
 
 def _busy_json(busy: AnswerQueueFull) -> JsonResponse:
     response = JsonResponse({"error": "busy", "message": str(busy), "waiting": busy.waiting,
-                             "retry_after_s": BUSY_RETRY_AFTER_S}, status=BUSY_STATUS)
+                             "wait_estimate_s": busy.estimate_s, "retry_after_s": BUSY_RETRY_AFTER_S},
+                            status=BUSY_STATUS)
     response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
     return response
 

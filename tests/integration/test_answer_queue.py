@@ -1,17 +1,20 @@
-"""Back-pressure on questions: an accepted question learns its place in the queue; past DOCS_ANSWER_QUEUE_MAX the
-next is refused with "busy, try again" (429, Retry-After), and an answer no worker took in time is refused the
-same way by the reconciler. Every question is answered or refused, none waits without bound."""
+"""Back-pressure on questions: an accepted question learns its place in the queue; past DOCS_ANSWER_QUEUE_MAX, or
+when the answers ahead would take longer than DOCS_ANSWER_WAIT_TARGET_S at the pace answers have lately been
+written, the next is refused with "busy, try again" (429, Retry-After), and an answer no worker took in time is
+refused the same way by the reconciler. Every question is answered or refused, none waits without bound."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
-from docs_app.models import Answer, AnswerStatus, Collection, Grant, Role
+from docs_app.models import Answer, AnswerStatus, Collection, Conversation, Grant, Question, Role
 from docs_app.services.reconcile import reconcile
 from tests.data import JOINT_VENTURE, JOINT_VENTURE_QUESTION, cuad
 from tests.harness import ask, ingest, logged_in, make_user, stream_events, wait_until
@@ -72,3 +75,24 @@ def test_questions_past_the_queue_limit_are_refused_busy_and_waiting_ones_learn_
     wait_until(lambda: Answer.objects.get(pk=accepted["answer_id"]).status in {AnswerStatus.DONE,
                                                                                AnswerStatus.ABSTAINED},
                timeout_s=180, what="the accepted question to be answered")
+
+
+@override_settings(ANSWER_WAIT_TARGET_S=300)
+def test_a_question_that_would_wait_longer_than_the_target_is_refused_busy_with_the_estimate() -> None:
+    user = make_user("jon")
+    client = logged_in(user)
+    conversation = Conversation.objects.create(owner=user, title="earlier")
+    now = timezone.now()
+    # Lately each answer took its worker 200 s (a crowded CPU box), and one question waits already.
+    for n, status in enumerate([AnswerStatus.DONE] * 3 + [AnswerStatus.PENDING]):
+        question = Question.objects.create(conversation=conversation, asked_by=user, text=f"q{n}")
+        Answer.objects.create(question=question, status=status,
+                              **({"started_at": now - timedelta(seconds=200), "finished_at": now}
+                                 if status == AnswerStatus.DONE else {}))
+
+    refused = client.post(reverse("ask"), {"question": "When does it end?"}, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 429, refused.content
+    body = refused.json()
+    assert body["waiting"] == 1 and body["wait_estimate_s"] == 400  # (1 ahead + this one) x 200 s, one worker
+    assert "Busy, try again" in body["message"] and "about 7 minutes" in body["message"]
+    assert Answer.objects.count() == 4
