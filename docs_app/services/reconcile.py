@@ -29,6 +29,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from docs_app import registry
 from docs_app.models import Answer, AnswerStatus, Document, DocumentStatus
 from docs_app.services.answering import CRASHED_TEXT, WAITED_TEXT, answer_fail
 from docs_app.services.enqueue import (
@@ -93,7 +94,11 @@ def reconcile(*, check_index: bool = False) -> ReconcileReport:
         documents_reconcile(report)
         answers_reconcile(report)
         if check_index:
-            report.index = index_check(repair=True)
+            # Not while Chroma is down: the check would wait out the store's retry window on every pass.
+            if registry.vector_store().ping():
+                report.index = index_check(repair=True)
+            else:
+                log.warning("reconciler: the vector store does not answer; the index check waits for a later pass")
     except QUEUE_ERRORS as exc:
         report.skipped = f"the task queue (Redis) became unreachable during the pass: {exc}"
     finally:
