@@ -89,6 +89,10 @@ class Document(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # Bumped on every (re)ingestion; chunk ids carry it, so a stale index entry can never pose as current.
     version = models.PositiveIntegerField(default=0)
+    # The ingestion run working on it ("<host>:<pid>:<nonce>", empty when none) and that run's last sign of life:
+    # one run at a time, and a run whose host died is noticed (services.ingest, services.reconcile).
+    run_owner = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -212,6 +216,9 @@ class Answer(models.Model):
     # the counter stops that from looping: past ANSWER_MAX_ATTEMPTS the answer fails with its reason.
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the last run began writing it: finished_at - started_at is what one answer costs a worker, which
+    # back-pressure turns into a waiting time (selectors.answers.answer_wait_estimate_s).
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -70,6 +70,7 @@ class Action:
     COLLECTION_CREATE = "collection.create"
     AUDIT_EXPORT = "audit.export"
     INDEX_REBUILD = "index.rebuild"
+    INDEX_REPAIR = "index.repair"
 
 
 ALL_ACTIONS = sorted(value for name, value in vars(Action).items() if name.isupper())
