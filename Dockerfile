@@ -1,7 +1,10 @@
 # Production image: one image, several roles (web, ingest, answer), chosen by the command in docker-compose.yml.
 # Build on a connected machine, then move the image into the office (docker save / docker load).
 FROM python:3.11-slim-bookworm
+# tesseract-ocr-eng: the language data the OCR of scanned pages reads (add tesseract-ocr-<lang> for more languages
+# and name them in DOCS_OCR_LANGUAGES).
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git \
+        tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml ./
