@@ -95,6 +95,7 @@ class OcrPage:
     confidence: float | None
     words: list[list[float]]
     note: str = ""
+    failed: bool = False  # not read to the end (time budget, an error), as opposed to read and found empty
 
     def message(self, number: int) -> dict[str, object]:
         message: dict[str, object] = {"page": number, "text": self.text, "words": self.words}
@@ -102,6 +103,8 @@ class OcrPage:
             message["confidence"] = self.confidence
         if self.note:
             message["note"] = self.note
+        if self.failed:
+            message["failed"] = True
         return message
 
 
@@ -133,7 +136,7 @@ class Reader:
         if not self._api.Recognize(max(1, int(timeout_s * 1000))):
             elapsed = time.monotonic() - started
             note = f"OCR stopped after {elapsed:.0f} s (the page budget is {timeout_s:g} s)"
-            return OcrPage(text="", confidence=None, words=[], note=note)
+            return OcrPage(text="", confidence=None, words=[], note=note, failed=True)
         # Pixels -> the rendered (rotated) page -> the unrotated page that PyMuPDF draws on.
         to_page = pymupdf.Matrix(1 / zoom, 1 / zoom) * page.derotation_matrix
         return self._collect(to_page, origin=(pixmap.x, pixmap.y))
@@ -178,3 +181,24 @@ class Reader:
 
 def _junk(text: str, confidence: float) -> bool:
     return confidence < _JUNK_CONFIDENCE and not any(char.isalnum() for char in text)
+
+
+def passage_boxes(words: list[list[float]], start: int, end: int) -> list[tuple[float, float, float, float]]:
+    """The rectangles to highlight for the characters [start, end) of an OCR page: one per stretch of a line,
+    from the boxes of the words the passage touches (`words` as OcrPage keeps them, in reading order)."""
+    boxes: list[list[float]] = []
+    for word_start, word_end, x0, y0, x1, y1 in words:
+        if word_end <= start or word_start >= end:
+            continue
+        if boxes and _same_line(boxes[-1], (x0, y0, x1, y1)):
+            last = boxes[-1]
+            boxes[-1] = [min(last[0], x0), min(last[1], y0), max(last[2], x1), max(last[3], y1)]
+        else:
+            boxes.append([x0, y0, x1, y1])
+    return [(b[0], b[1], b[2], b[3]) for b in boxes]
+
+
+def _same_line(box: list[float], word: tuple[float, float, float, float]) -> bool:
+    """Whether a word continues the line of `box`: to its right, overlapping it vertically by half a line."""
+    overlap = min(box[3], word[3]) - max(box[1], word[1])
+    return word[0] >= box[0] and overlap >= 0.5 * min(box[3] - box[1], word[3] - word[1])

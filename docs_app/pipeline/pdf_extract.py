@@ -57,15 +57,9 @@ class ExtractedPage:
 
     number: int  # 1-based
     text: str
-    # No usable text layer (none, a broken font map's garbage, or a few words over a scan): OCR should read it.
+    # No usable text layer (none, a broken font map's garbage, or a few words over a scan): OCR should read it
+    # (pdf_ocr.pdf_ocr_pages).
     needs_ocr: bool = False
-    # How `text` was obtained: "text" (the text layer), "ocr", or "none" (neither gave any).
-    source: str = "text"
-    # OCR pages: Tesseract's mean word confidence (0-100), each word's place ((start, end, x0, y0, x1, y1): its
-    # characters in `text`, its box on the unrotated page), and why OCR gave nothing when it did not.
-    confidence: float | None = None
-    words: tuple[tuple[float, ...], ...] = ()
-    note: str = ""
 
 
 def pdf_validate(path: Path, *, max_bytes: int) -> None:

@@ -15,7 +15,8 @@ OCR: `python -m docs_app.pipeline.pdf_extract_child --ocr REQUEST`, REQUEST a JS
 "memory_mb", "tessdata", "languages", "page_timeout_s"}. The parent (`pdf_ocr.pdf_ocr_pages`) reads, per page
 in the order asked:
 
-    {"page": n, "text": "...", "words": [[start, end, x0, y0, x1, y1], ...], "confidence": c, "note": "..."}
+    {"page": n, "text": "...", "words": [[start, end, x0, y0, x1, y1], ...], "confidence": c, "note": "...",
+     "failed": true}                      (confidence, note and failed only when there is something to say)
     {"error": "ocr", "detail": "..."}     Tesseract cannot start (no library, no language data): nothing follows
     {"error": "damaged", "detail": "..."} MuPDF could not open the file
 
@@ -123,7 +124,7 @@ def _ocr(out: TextIO, request: dict[str, Any]) -> None:
             if out_of_memory(exc):
                 raise
             note = f"the page could not be read ({_message(exc)})"[:300]
-            result = OcrPage(text="", confidence=None, words=[], note=note)
+            result = OcrPage(text="", confidence=None, words=[], note=note, failed=True)
         send(out, result.message(int(number)))
     reader.close()
 

@@ -57,6 +57,7 @@ class OcrResult:
     confidence: float | None
     words: tuple[tuple[float, ...], ...]
     note: str = ""
+    failed: bool = False  # not read to the end (time budget, a crash, the document's time limit)
 
 
 def pdf_ocr_pages(
@@ -177,6 +178,7 @@ def _result(number: int, text: str, fields: Mapping[object, object]) -> OcrResul
         words=tuple(tuple(float(v) for v in word) for word in words if _is_word(word))
         if isinstance(words, list) else (),
         note=note if isinstance(note, str) else "",
+        failed=fields.get("failed") is True,
     )
 
 
@@ -185,4 +187,4 @@ def _is_word(word: object) -> bool:
 
 
 def _given_up(number: int, reason: str) -> OcrResult:
-    return OcrResult(number=number, text="", confidence=None, words=(), note=reason)
+    return OcrResult(number=number, text="", confidence=None, words=(), note=reason, failed=True)

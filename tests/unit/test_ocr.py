@@ -140,6 +140,7 @@ def test_blank_page_and_photo_give_no_text_with_a_reason(tmp_path: Path) -> None
     results = pdf_ocr_pages(tmp_path / "pictures.pdf", [1, 2], options=options())
     assert results[1].text == "" and results[1].note == "blank page"
     assert results[2].text == "" and results[2].note
+    assert not results[1].failed and not results[2].failed  # read, and found empty
 
 
 def test_a_page_over_its_time_budget_is_given_up_and_the_others_are_read(scanned_contract: Path) -> None:
@@ -147,6 +148,7 @@ def test_a_page_over_its_time_budget_is_given_up_and_the_others_are_read(scanned
     for result in results.values():
         assert result.text == ""
         assert result.note.startswith("OCR stopped after"), result.note
+        assert result.failed
 
 
 def test_missing_language_data_is_reported_as_ocr_unavailable(scanned_contract: Path, tmp_path: Path) -> None:
