@@ -199,6 +199,8 @@ def passage_boxes(words: list[list[float]], start: int, end: int) -> list[tuple[
 
 
 def _same_line(box: list[float], word: tuple[float, float, float, float]) -> bool:
-    """Whether a word continues the line of `box`: to its right, overlapping it vertically by half a line."""
+    """Whether a word continues the stretch of line in `box`: to its right, not across a gutter (a gap of more
+    than two line heights: the next column, a table cell), overlapping it vertically by half a line."""
+    height = min(box[3] - box[1], word[3] - word[1])
     overlap = min(box[3], word[3]) - max(box[1], word[1])
-    return word[0] >= box[0] and overlap >= 0.5 * min(box[3] - box[1], word[3] - word[1])
+    return box[0] <= word[0] <= box[2] + 2 * height and overlap >= 0.5 * height

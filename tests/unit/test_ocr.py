@@ -13,7 +13,7 @@ import pymupdf
 import pytest
 
 from docs_app.devscans import scan_pdf
-from docs_app.pipeline.ocr import text_layer_usable
+from docs_app.pipeline.ocr import passage_boxes, text_layer_usable
 from docs_app.pipeline.pdf_extract import pdf_extract_pages
 from docs_app.pipeline.pdf_ocr import OcrOptions, OcrUnavailable, pdf_ocr_pages
 from tests.data import SPONSORSHIP, cuad
@@ -155,3 +155,17 @@ def test_missing_language_data_is_reported_as_ocr_unavailable(scanned_contract: 
     with pytest.raises(OcrUnavailable) as caught:
         pdf_ocr_pages(scanned_contract, [1], options=options(tessdata=str(tmp_path)))
     assert "Tesseract cannot start" in caught.value.reason
+
+
+def test_a_passage_is_highlighted_as_one_box_per_stretch_of_line() -> None:
+    # "Term of the agreement\nshall be two years." as OCR keeps it: (start, end, x0, y0, x1, y1) per word.
+    words = [[0, 4, 72, 100, 100, 112], [5, 7, 104, 100, 116, 112], [8, 11, 120, 101, 140, 112],
+             [12, 21, 144, 100, 210, 113], [22, 27, 72, 116, 104, 128], [28, 30, 108, 116, 122, 128],
+             [31, 34, 126, 116, 150, 128], [35, 41, 154, 116, 196, 129]]
+    assert passage_boxes(words, 0, 41) == [(72, 100, 210, 113), (72, 116, 196, 129)]
+    # A passage starting mid-line covers only its own words.
+    assert passage_boxes(words, 8, 27) == [(120, 100, 210, 113), (72, 116, 104, 128)]
+    assert passage_boxes(words, 100, 120) == []
+    # A second column beside the first is another stretch, not one box across the gutter.
+    columns = [[0, 4, 72, 100, 120, 112], [5, 9, 320, 100, 360, 112], [10, 14, 72, 116, 120, 128]]
+    assert len(passage_boxes(columns, 0, 14)) == 3
