@@ -8,8 +8,10 @@ collection and the scans into another through the queue and the ingest workers (
 sandboxed extraction children), then asks every question against each collection alone with the app's hybrid
 retrieval and scores hit@1, hit@5 and MRR as bench/retrieval.py does (a hit: a chunk of the gold contract holding
 >= 60% of a gold span's words). Throughput: pages per second of each collection's ingestion (wall clock, upload to
-the last document ready; for the scans nearly all of it is OCR), with the load average seen. The last line is one
-JSON object with every figure. --contracts N keeps the N contracts with the most questions.
+the last document ready, with the load average seen), and OCR's own pages per second per document (its pages over
+its OCR time, from the ingestion audit records; a document's readers work in parallel, and the ingest workers read
+two documents at once). The last line is one JSON object with every figure. --contracts N keeps the N contracts
+with the most questions.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def main() -> None:
 def run(*, queries: list[dict[str, Any]], contracts: list[str], originals: Path, scans: Path) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
 
-    from docs_app.models import Collection, Grant, Page, PageSource, Role
+    from docs_app.models import AuditEvent, Collection, Grant, Page, PageSource, Role
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     figures: dict[str, Any] = {"contracts": len(contracts), "queries": len(queries)}
@@ -83,11 +85,19 @@ def run(*, queries: list[dict[str, Any]], contracts: list[str], originals: Path,
         ocr = pages.filter(source=PageSource.OCR)
         confidences = sorted(c for c in ocr.values_list("ocr_confidence", flat=True) if c is not None)
         scores = score(user=user, collection=collection, queries=queries)
-        figures[label] = {**scores, **ingested, "ocr_pages": ocr.count(),
+        # Each document's OCR time, from its ingestion's audit record: pages per second of one document's readers.
+        timed = [event.details for event in AuditEvent.objects.filter(action="document.ingest", outcome="ready",
+                                                                      collection_id_ref=collection.pk)
+                 if event.details.get("ocr_seconds")]
+        ocr_seconds = sum(details["ocr_seconds"] for details in timed)
+        ocr_rate = round(sum(details["ocr_pages"] for details in timed) / ocr_seconds, 3) if ocr_seconds else None
+        figures[label] = {**scores, **ingested, "ocr_pages": ocr.count(), "ocr_seconds": round(ocr_seconds, 1),
+                          "ocr_pages_per_s_per_document": ocr_rate,
                           "ocr_confidence_median": confidences[len(confidences) // 2] if confidences else None}
         print(f"{label:10s} hit@1 {scores['hit@1']:.3f}  hit@5 {scores['hit@5']:.3f}  MRR {scores['mrr']:.3f}  "
               f"| {ingested['pages']} pages in {ingested['wall_s']:.0f} s = {ingested['pages_per_s']} pages/s "
-              f"(load {ingested['load_before']} -> {ingested['load_after']}), {ocr.count()} pages by OCR")
+              f"(load {ingested['load_before']} -> {ingested['load_after']}), {ocr.count()} pages by OCR"
+              + (f" at {ocr_rate} pages/s per document" if ocr_rate else ""))
     figures["hit@5_gap"] = round(figures["text_layer"]["hit@5"] - figures["scanned"]["hit@5"], 3)
     print(f"hit@5 scanned {figures['scanned']['hit@5']:.3f} vs text layer {figures['text_layer']['hit@5']:.3f}: "
           f"gap {figures['hit@5_gap']:.3f}")

@@ -2,13 +2,17 @@
 (bench/ocr.py): every page rasterised in greyscale at 150 dpi, turned by a slight random skew, with sensor noise
 and specks, JPEG-compressed, and placed alone on a page of the original size. Never used by the running app.
 
-    python -m docs_app.devscans SOURCE.pdf|FOLDER OUT_FOLDER [--limit N]
+    python -m docs_app.devscans SOURCE.pdf|FOLDER OUT_FOLDER [--limit N] [--queries QUERIES.jsonl]
+
+A folder of scans keeps the originals' file names, so bench/retrieval.py runs on it with the same queries file
+(--queries: scan only the PDFs those queries name).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +63,12 @@ def main() -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--queries", type=Path, help="only the PDFs these queries (JSON lines with 'pdf') name")
     args = parser.parse_args()
     sources = sorted(p for p in args.source.iterdir() if p.is_file()) if args.source.is_dir() else [args.source]
+    if args.queries:
+        named = {json.loads(line)["pdf"] for line in args.queries.read_text().splitlines() if line.strip()}
+        sources = [source for source in sources if source.name in named]
     for seed, source in enumerate(sources[: args.limit or None]):
         pages = scan_pdf(source, args.out / source.name, seed=seed)
         print(f"{source.name}: {pages} pages")

@@ -151,18 +151,24 @@ class Reader:
         iterator = self._api.GetIterator()
         if iterator is None:
             return OcrPage(text="", confidence=None, words=[], note="no text found")
+        gap = ""  # what separates the next kept word from the last: a skipped word's line break still counts
         for word in self._tesserocr.iterate_level(iterator, ril.WORD):
-            text = (word.GetUTF8Text(ril.WORD) or "").strip()
+            if word.IsAtBeginningOf(ril.PARA) or word.IsAtBeginningOf(ril.BLOCK):
+                gap = "\n\n"
+            elif word.IsAtBeginningOf(ril.TEXTLINE) and gap != "\n\n":
+                gap = "\n"
+            try:
+                text = (word.GetUTF8Text(ril.WORD) or "").strip()
+            except RuntimeError:  # tesserocr's "No text returned" for an empty word
+                continue
             box = word.BoundingBox(ril.WORD)
             confidence = float(word.Confidence(ril.WORD))
-            new_paragraph = word.IsAtBeginningOf(ril.PARA) or word.IsAtBeginningOf(ril.BLOCK)
-            new_line = word.IsAtBeginningOf(ril.TEXTLINE)
             if not text or box is None or _junk(text, confidence):
                 continue
             if parts:
-                gap = "\n\n" if new_paragraph else "\n" if new_line else " "
-                parts.append(gap)
-                length += len(gap)
+                parts.append(gap or " ")
+                length += len(gap or " ")
+            gap = ""
             x0, y0, x1, y1 = box
             rect = self._pymupdf.Rect(x0 + origin[0], y0 + origin[1], x1 + origin[0], y1 + origin[1]) * to_page
             words.append([length, length + len(text), *(round(value, 1) for value in rect)])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from django.conf import settings
@@ -40,6 +40,7 @@ class _Work:
 
     pages: int
     ocr_pages: int = 0
+    ocr_seconds: float = 0.0  # wall clock of the OCR, for the audit record
     _TEXT, _OCR, _EMBED = 1, 100, 10
 
     @property
@@ -125,7 +126,10 @@ def _extract_and_chunk(document: Document) -> tuple[list[ChunkSpan], list[PageRe
         on_page=on_page,
     )
     work = _Work(pages=len(pages))
+    started = time.monotonic()
     pages, readings = pages_ocr(path, pages, on_start=on_ocr_start, on_page=on_ocr_page)
+    if work.ocr_pages:
+        work = replace(work, ocr_seconds=round(time.monotonic() - started, 1))
     if not any(page.text.strip() for page in pages):
         raise ExtractionError(no_text_reason(readings))
     embedder = registry.embedder()
@@ -187,10 +191,9 @@ def _embed_and_store(document: Document, spans: list[ChunkSpan], readings: list[
         Document.objects.filter(pk=document.pk).update(
             status=DocumentStatus.READY, progress=100, error="", updated_at=timezone.now()
         )
-        details = {"pages": page_count, "chunks": len(spans)}
-        ocr_pages = sum(r.source == PageSource.OCR for r in readings)
-        if ocr_pages:
-            details["ocr_pages"] = ocr_pages
+        details: dict[str, object] = {"pages": page_count, "chunks": len(spans)}
+        if work.ocr_pages:
+            details.update(ocr_pages=sum(r.source == PageSource.OCR for r in readings), ocr_seconds=work.ocr_seconds)
         audit_record(action=Action.INGEST, target_type="document", target_id=document.pk,
                      collection_id=document.collection_id, document_id=document.pk, outcome="ready",
                      details=details)

@@ -108,4 +108,6 @@ def no_text_reason(readings: Sequence[PageReading]) -> str:
     if any(reading.failed for reading in readings):
         note = next(reading.note for reading in readings if reading.failed)
         return f"no text found: no text layer, and OCR did not finish ({note})"
-    return "no text found: no text layer, and OCR read no legible word (blank pages or pictures?)"
+    if any(reading.note for reading in readings):  # OCR read at least one page, and found nothing to index
+        return "no text found: no text layer, and OCR read no legible word (blank pages or pictures?)"
+    return "no text found: the text layer holds too little to index"

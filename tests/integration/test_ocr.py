@@ -16,6 +16,8 @@ from docs_app.devscans import scan_pdf
 from docs_app.models import AuditEvent, Chunk, Collection, Document, Grant, Page, PageSource, Role
 from docs_app.pipeline.ocr import passage_boxes
 from docs_app.selectors.retrieval import chunks_retrieve
+from docs_app.services.actor import SYSTEM
+from docs_app.services.documents import document_delete
 from tests.data import JOINT_VENTURE, JOINT_VENTURE_QUESTION, SPONSORSHIP, cuad
 from tests.harness import ingest, logged_in, make_user
 
@@ -91,6 +93,9 @@ def test_a_mixed_pdf_is_read_page_by_page(services: None, scans: dict[str, Path]
     for chunk in Chunk.objects.filter(document=document, page=1):
         assert " ".join(chunk.text.split()) in first_page
     assert Chunk.objects.filter(document=document, page=3).exists()
+    # Erasure takes the pages' word boxes with the chunks.
+    document_delete(document=document, actor=SYSTEM)
+    assert not Page.objects.filter(document_id=document.pk).exists()
 
 
 def test_the_library_lists_documents_with_uncertain_ocr_pages_for_review(services: None, scans: dict[str, Path],
