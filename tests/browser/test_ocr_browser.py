@@ -111,4 +111,5 @@ def test_a_scan_is_read_by_ocr_cited_with_its_passage_highlighted_and_listed_for
     review.click()
     expect(page.locator("#review-pages")).to_contain_text("check them against the page image")
     expect(page.locator("#page-origin")).to_contain_text("Low confidence")
+    expect(page.locator("#page-image")).to_have_js_property("complete", True)
     Browser.screenshot(page, "ocr-04-viewer-review")
