@@ -25,6 +25,8 @@ from tests.harness import PASSWORD, make_user
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 PROCESSING_TIMEOUT_MS = 300_000
+# A page image is rendered on first view in a sandboxed child; on a loaded 2-core machine that can take a while.
+IMAGE_TIMEOUT_MS = 60_000
 SCAN = "MightyCell joint venture (scan).pdf"
 
 
@@ -83,7 +85,7 @@ def test_a_scan_is_read_by_ocr_cited_with_its_passage_highlighted_and_listed_for
     chunk = Chunk.objects.get(pk=hit.chunk_id)
     page.goto(f"{base}/documents/{document.pk}/?page={chunk.page}&chunk={chunk.pk}")
     image = page.locator("#page-image")
-    expect(image).to_have_js_property("complete", True)
+    expect(image).to_have_js_property("complete", True, timeout=IMAGE_TIMEOUT_MS)
     origin = page.locator("#page-origin")
     expect(origin).to_contain_text("Read by OCR from the page image, confidence")
     assert origin.get_attribute("data-source") == "ocr"
@@ -111,5 +113,5 @@ def test_a_scan_is_read_by_ocr_cited_with_its_passage_highlighted_and_listed_for
     review.click()
     expect(page.locator("#review-pages")).to_contain_text("check them against the page image")
     expect(page.locator("#page-origin")).to_contain_text("Low confidence")
-    expect(page.locator("#page-image")).to_have_js_property("complete", True)
+    expect(page.locator("#page-image")).to_have_js_property("complete", True, timeout=IMAGE_TIMEOUT_MS)
     Browser.screenshot(page, "ocr-04-viewer-review")
