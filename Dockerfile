@@ -3,7 +3,10 @@
 FROM python:3.11-slim-bookworm
 # bubblewrap: the PDF children's sandbox. Inside a container it needs user namespaces (e.g. `--security-opt
 # seccomp=unconfined` or a profile allowing unshare); without them DOCS_SANDBOX=auto falls back to basic.
+# tesseract-ocr-eng: the language data the OCR of scanned pages reads (add tesseract-ocr-<lang> for more languages
+# and name them in DOCS_OCR_LANGUAGES).
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git bubblewrap \
+        tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml ./

@@ -83,6 +83,10 @@ class Document(models.Model):
     size_bytes = models.BigIntegerField()
     page_count = models.PositiveIntegerField(null=True, blank=True)
     pages_done = models.PositiveIntegerField(default=0)
+    # Pages without a usable text layer that the latest ingestion sent to OCR, and how many it has read so far
+    # (the library's progress: OCR costs about a hundred times a text layer).
+    ocr_page_count = models.PositiveIntegerField(default=0)
+    ocr_pages_done = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=DocumentStatus.choices, default=DocumentStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)  # percent, for the progress bar
     error = models.TextField(blank=True)
@@ -113,6 +117,37 @@ class Document(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in {DocumentStatus.READY, DocumentStatus.FAILED}
+
+
+class PageSource(models.TextChoices):
+    TEXT = "text", "Text layer"
+    OCR = "ocr", "OCR"
+    NONE = "none", "No text"
+
+
+class Page(models.Model):
+    """How one page's text was obtained, written with the document's chunks. For OCR pages also Tesseract's
+    confidence and the word boxes a highlight is drawn from: an image-only page has no text layer to find a
+    passage in. No text is kept here (the chunks hold it), so erasing chunks erases the words."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField()  # 1-based
+    source = models.CharField(max_length=8, choices=PageSource.choices)
+    ocr_confidence = models.FloatField(null=True, blank=True)  # mean word confidence, 0-100
+    # OCR was needed but did not finish (time budget, a crash, OCR unavailable): the page needs a person's eyes.
+    ocr_failed = models.BooleanField(default=False)
+    note = models.CharField(max_length=300, blank=True)  # why OCR gave no text, when it did not
+    # [[start, end, x0, y0, x1, y1], ...]: each word's characters in the page's text (the offsets chunks use) and
+    # its box in PDF points on the unrotated page.
+    ocr_words = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["document_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["document", "number"], name="page_unique_number")]
+        indexes = [models.Index(fields=["source", "ocr_confidence"])]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} p.{self.number} ({self.source})"
 
 
 class Chunk(models.Model):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from docs_app.models import Chunk, Document
+from django.conf import settings
+
+from docs_app.models import Chunk, Document, Page, PageSource
+from docs_app.selectors.library import pages_to_review
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,30 @@ def page_text_segments(*, document: Document, page: int, cited: Chunk | None) ->
     return segments
 
 
+@dataclass(frozen=True)
+class PageOrigin:
+    """How the viewer describes where a page's text came from."""
+
+    source: str  # PageSource
+    confidence: float | None
+    low_confidence: bool
+    failed: bool
+    note: str
+
+
+def page_origin(*, document: Document, page: int) -> PageOrigin | None:
+    """None for documents ingested before pages were recorded."""
+    row = Page.objects.filter(document=document, number=page).first()
+    if row is None:
+        return None
+    low = row.source == PageSource.OCR and (row.ocr_confidence or 0) < settings.OCR_LOW_CONFIDENCE
+    return PageOrigin(source=row.source, confidence=row.ocr_confidence, low_confidence=low, failed=row.ocr_failed,
+                      note=row.note)
+
+
+def document_review_pages(*, document: Document) -> list[int]:
+    """The numbers of the document's pages a person should check (selectors.library.pages_to_review)."""
+    return list(pages_to_review().filter(document=document).order_by("number").values_list("number", flat=True))
 
 
 def chunk_of_document(*, document: Document, chunk_id: int | None) -> Chunk | None:
