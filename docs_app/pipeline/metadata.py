@@ -59,7 +59,7 @@ _DATE_CUE = re.compile(r"\b(?:effective|dated|as of|made|entered|executed|date)\
 CORPORATE_SUFFIXES = frozenset({
     "inc", "incorporated", "llc", "l.l.c", "ltd", "limited", "corp", "corporation", "co", "company", "lp", "l.p",
     "llp", "plc", "ag", "gmbh", "sa", "s.a", "nv", "n.v", "bv", "b.v", "sas", "s.a.s", "spa", "pty", "pte", "kk",
-    "oy", "ab", "as", "fsb", "na", "n.a",
+    "oy", "ab", "as", "fsb", "na", "n.a", "com", "net", "org",
 })
 _SUFFIX = r"(?:Inc|Incorporated|LLC|L\.L\.C|Ltd|Limited|Corp|Corporation|Company|Co|LP|L\.P|LLP|PLC|AG|GmbH|" \
           r"S\.A|SA|N\.V|B\.V|S\.A\.S|S\.p\.A|Pty|FSB|N\.A)\.?"
@@ -72,7 +72,8 @@ _ROLES_TEXT = (
     "investors shareholder shareholders holder holders trustee owner operator shipper carrier sender transporter "
     "marketer endorser celebrity talent artist publisher producer member members parent subsidiary contract term "
     "territory adviser advisor manager sub-adviser subadviser fund funds bank corporation business exhibit schedule "
-    "annex appendix recitals premises property software content work works"
+    "annex appendix recitals premises property software content work works date dates information confidential "
+    "commencement capacity closing effective execution marks trademarks materials rights units shares"
 )
 _ROLES = frozenset(_ROLES_TEXT.split())
 _CONNECTORS = frozenset({"of", "and", "the", "de", "du", "la", "le", "von", "van", "der", "for", "&"})
@@ -84,12 +85,15 @@ _STOP_TEXT = (
 _STOP = frozenset(_STOP_TEXT.split())
 _SPACES = re.compile(r"\s+")
 _QUOTE = "\"'\u201c\u201d\u2018\u2019"
-_QUOTED = re.compile(f"[{_QUOTE}]([^{_QUOTE}]{{1,60}}?)[{_QUOTE}]")
+# A defined name in double quotes, or in single quotes that open after a space or bracket (not an apostrophe).
+_QUOTED = re.compile(f"[\"\u201c]([^{_QUOTE}]{{1,60}}?)[\"\u201d]"
+                     f"|(?<=[\\s(])['\u2018]([A-Z][^{_QUOTE}]{{0,40}}?)['\u2019](?=[\\s),;.])")
 _ENDS_PREAMBLE = re.compile(
     r"\b(?:WHEREAS|W\s?I\s?T\s?N\s?E\s?S\s?S\s?E\s?T\s?H|RECITALS?|NOW,? THEREFORE|BACKGROUND|PREAMBLE)\b"
     r"|\b(?:agree|agrees)\s+as\s+follows", re.IGNORECASE)
 _BETWEEN = re.compile(r"\b(?:between|among|by\s+and\s+between|by\s+and\s+among)\b[:\s]*", re.IGNORECASE)
-_PARTY_SPLIT = re.compile(r";|\band\b|\bon the (?:one|other) hand\b|,\s*(?=\(?[a-z]\)\s)|\(\s*[a-z]\s*\)\s",
+_PARTY_SPLIT = re.compile(r";|\band\b|\bon the (?:one|other) hand\b|,\s*(?=\(?[a-z]\)\s)|\(\s*[a-z]\s*\)\s"
+                          r"|(?<=\)),\s*(?=[A-Z])",
                           re.IGNORECASE)
 _NAME_STOP = re.compile(
     r",\s*(?:a|an|the|its|each|with|having|whose|located|organi[sz]ed|incorporated|acting|as|by|through|"
@@ -97,7 +101,7 @@ _NAME_STOP = re.compile(
     r"|\s\(|\s+(?:a|an)\s+(?=[A-Z][a-z]+\s+(?:corporation|company|limited|general|business|statutory))"
     r"|\s+(?:with|having|whose|located|organi[sz]ed|incorporated|acting|hereinafter|through)\s",
 )
-_PERSON_OR_ORG = re.compile(r"^[A-Z0-9][\w.&'\u2019,\- ]*$")
+_PERSON_OR_ORG = re.compile(r"^[\w][\w.&'\u2019,\- ]*$")
 _AUTHOR = re.compile(r"^[A-Z][a-zA-Z'\u2019\-]+(?:\s+[A-Z]\.?)*(?:\s+[A-Z][a-zA-Z'\u2019\-]+)+$"
                      r"|^[A-Z]\.(?:\s?[A-Z]\.)*\s+"
                      r"[A-Z][a-zA-Z'\u2019\-]+$")
@@ -272,7 +276,7 @@ def _doc_type(title: str) -> str:
     "Transition Services Agreement" -> "services agreement"."""
     if not title:
         return ""
-    words = re.findall(r"[A-Za-z][A-Za-z\-]*", title.lower())
+    words: list[str] = re.findall(r"[A-Za-z][A-Za-z\-]*", title.lower())
     for word in words:
         if word in {"amendment", "addendum"}:
             return word
@@ -305,9 +309,19 @@ def _generic(text: str) -> bool:
 # --- parties ------------------------------------------------------------------------------------------------
 
 def _parties(lines: list[str], flat: str) -> tuple[list[str], list[str]]:
-    parties = _parties_from_preamble(flat) or _parties_from_title_page(lines)
+    """The parties of whichever comes first: a title page naming them, or the preamble's "between" clause (a
+    "between" further down may be any sentence: "registered in England and Wales")."""
+    on_title_page = _parties_from_title_page(lines)
+    # A title page's own "between" line sits right before its first party.
+    title_page_first = bool(on_title_page) and flat.find(on_title_page[0]) < _between_offset(flat) + 40
+    parties = (on_title_page if title_page_first else []) or _parties_from_preamble(flat) or on_title_page
     aliases = _aliases(flat, parties)
     return _distinct(parties)[:8], _distinct(aliases)[:8]
+
+
+def _between_offset(flat: str) -> int:
+    match = _BETWEEN.search(flat[:5000])
+    return match.start() if match else len(flat)
 
 
 def _parties_from_preamble(flat: str) -> list[str]:
@@ -324,10 +338,10 @@ def _parties_from_preamble(flat: str) -> list[str]:
     for piece in _PARTY_SPLIT.split(clause):
         piece = piece.strip(" ,:;()")
         piece = re.sub(r"^(?:the\s+)?(?:party\s+[a-z]\s*:\s*)", "", piece, flags=re.IGNORECASE)
-        if not piece or not piece[0].isupper():
+        if not piece or not (piece[0].isupper() or re.match(rf"^[\w.\-]+,?\s+{_SUFFIX}", piece)):
             continue
         name = _tidy(_NAME_STOP.split(piece, maxsplit=1)[0])
-        name = re.sub(rf"^(.*?\b{_SUFFIX})(?:\s.*)?$", r"\1", name)  # "Acme, Inc. located at" -> "Acme, Inc."
+        name = re.sub(rf"^(.*?\b{_SUFFIX})(?:[\s,].*)?$", r"\1", name)  # "Acme, Inc. located at" -> "Acme, Inc."
         if _plausible_name(name):
             names.append(name)
     return names
@@ -346,10 +360,13 @@ def _parties_from_title_page(lines: list[str]) -> list[str]:
     return [name for name in tidy if _plausible_name(name)]
 
 
+_ABBREVIATED_END = re.compile(r"\b(?:inc|corp|co|ltd|bros|jr|sr|[a-z](?:\.[a-z])*)\.$", re.IGNORECASE)
+
+
 def _tidy(name: str) -> str:
     """A name without surrounding punctuation, but with the period of a final abbreviation ("Inc.")."""
     name = name.strip(" ,;:")
-    if name.endswith(".") and not re.search(r"\b(?:Inc|Corp|Co|Ltd|Bros|Jr|Sr|[A-Z](?:\.[A-Z])*)\.$", name):
+    if name.endswith(".") and not _ABBREVIATED_END.search(name):
         name = name.rstrip(".")
     return name
 
@@ -358,7 +375,9 @@ def _plausible_name(name: str) -> bool:
     words = name.split()
     if not 1 <= len(words) <= 10 or not _PERSON_OR_ORG.match(name):
         return False
-    lettered = [word for word in words if word[:1].isalpha() and word.lower() not in _CONNECTORS]
+    # Words that must be capitalised: not connectors, not domains ("deltathree.com, Inc.")
+    lettered = [word for word in words if word[:1].isalpha() and word.lower() not in _CONNECTORS
+                and not re.search(r"\w\.\w", word)]
     if not lettered or sum(word[0].isupper() for word in lettered) < 0.75 * len(lettered):
         return False  # "Emdeon agrees to accept": a sentence, not a name
     if sum(any(c.isdigit() for c in word) for word in words) >= 2:
@@ -378,7 +397,7 @@ def _aliases(flat: str, parties: list[str]) -> list[str]:
     region = region[: end.start()] if end else region
     aliases: list[str] = []
     for match in _QUOTED.finditer(region):
-        alias = match.group(1).strip(" ,.")
+        alias = (match.group(1) or match.group(2)).strip(" ,.")
         words = alias.split()
         if not 1 <= len(words) <= 4 or not alias[:1].isupper():
             continue
