@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from docs_app import registry
 from docs_app.models import Chunk, Document, DocumentStatus
-from docs_app.pipeline.chunking import ChunkSpan, chunk_pages
 from docs_app.pipeline.pdf_extract import ExtractedPage, ExtractionError, pdf_extract_pages, pdf_validate
+from docs_app.pipeline.prepare import CONTEXT_TOKENS, PreparedDocument, chunk_embedding_text, document_prepare
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.index import ChunkPlace, vectors_upsert
 from docs_app.storage import document_file_path
@@ -58,11 +58,11 @@ def document_ingest(*, document_id: int) -> None:
         document_fail(document_id=document_id, reason=f"gave up after {attempts - 1} attempts ({last})")
         return
     try:
-        spans, page_count = _extract_and_chunk(document)
+        prepared, page_count = _extract_and_chunk(document)
     except ExtractionError as exc:
         document_fail(document_id=document_id, reason=exc.reason)
         return
-    _embed_and_store(document, spans, page_count)
+    _embed_and_store(document, prepared, page_count)
 
 
 def _attempt_begin(document: Document) -> int:
@@ -72,7 +72,7 @@ def _attempt_begin(document: Document) -> int:
     return Document.objects.values_list("attempts", flat=True).get(pk=document.pk)
 
 
-def _extract_and_chunk(document: Document) -> tuple[list[ChunkSpan], int]:
+def _extract_and_chunk(document: Document) -> tuple[PreparedDocument, int]:
     path = document_file_path(document)
     if not path.exists():
         raise ExtractionError("the stored file is missing")
@@ -93,21 +93,28 @@ def _extract_and_chunk(document: Document) -> tuple[list[ChunkSpan], int]:
     if not any(page.text.strip() for page in pages):
         raise ExtractionError(NO_TEXT_LAYER)
     embedder = registry.embedder()
-    spans = chunk_pages(
+    prepared = document_prepare(
         pages,
-        max_tokens=min(settings.CHUNK_MAX_TOKENS, embedder.max_tokens - 2),
+        file_name=document.original_name,
+        max_tokens=min(settings.CHUNK_MAX_TOKENS, embedder.max_tokens - 2 - CONTEXT_TOKENS),
         overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         token_len=embedder.count_tokens,
     )
-    if not spans:
+    if not prepared.spans:
         raise ExtractionError(NO_TEXT_LAYER)
-    return spans, len(pages)
+    return prepared, len(pages)
 
 
-def _embed_and_store(document: Document, spans: list[ChunkSpan], page_count: int) -> None:
+def _embed_and_store(document: Document, prepared: PreparedDocument, page_count: int) -> None:
+    metadata = prepared.metadata
+    effective = metadata.effective_date or None
+    # The metadata is shown as soon as it is known; retrieval only reads READY documents.
     Document.objects.filter(pk=document.pk).update(
-        status=DocumentStatus.EMBEDDING, page_count=page_count, pages_done=page_count, progress=_EXTRACT_SHARE
+        status=DocumentStatus.EMBEDDING, page_count=page_count, pages_done=page_count, progress=_EXTRACT_SHARE,
+        metadata=metadata.as_dict(), doc_type=metadata.doc_type[:100], effective_date=effective,
+        year=metadata.year, names=prepared.names,
     )
+    spans = prepared.spans
     embedder = registry.embedder()
     store = registry.vector_store()
     progress = _Progress(document.pk)
@@ -115,7 +122,9 @@ def _embed_and_store(document: Document, spans: list[ChunkSpan], page_count: int
     vectors = np.zeros((len(spans), embedder.dimension), dtype=np.float32)
     for start in range(0, len(spans), batch):
         part = spans[start:start + batch]
-        vectors[start:start + len(part)] = embedder.embed([" ".join(span.text.split()) for span in part])
+        vectors[start:start + len(part)] = embedder.embed([
+            chunk_embedding_text(title=metadata.title, heading=span.heading, text=span.text,
+                                 token_len=embedder.count_tokens) for span in part])
         done = start + len(part)
         progress.update(percent=_EXTRACT_SHARE + (100 - _EXTRACT_SHARE) * done // len(spans))
 
@@ -133,7 +142,7 @@ def _embed_and_store(document: Document, spans: list[ChunkSpan], page_count: int
         Chunk.objects.bulk_create(
             [
                 Chunk(document_id=document.pk, ordinal=s.ordinal, page=s.page, char_start=s.char_start,
-                      char_end=s.char_end, text=s.text, embedding=vectors[i].tobytes())
+                      char_end=s.char_end, text=s.text, heading=s.heading[:200], embedding=vectors[i].tobytes())
                 for i, s in enumerate(spans)
             ],
             batch_size=500,
