@@ -120,10 +120,6 @@ class SearchIndex(Protocol):
 
     def chunk_documents(self, chunk_ids: Collection[int]) -> dict[int, int]: ...
 
-    def document_openings(self, document_ids: Sequence[int]) -> dict[int, str]:
-        """The text of each document's first chunks (title block, parties, recitals)."""
-        ...
-
 
 @dataclass(frozen=True)
 class RankingOptions:
@@ -173,7 +169,7 @@ def documents_named(question: str, *, index: SearchIndex, options: RankingOption
                          max_documents=options.focus_scope)
 
 
-def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[list[str]], Sequence[Vector]],
+def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[Sequence[str]], npt.NDArray[np.float32]],
                   options: RankingOptions, previous: str | None = None) -> Ranking:
     """Chunk ids ranked for the question; `previous` is the question before it in a conversation."""
     if not options.hybrid:

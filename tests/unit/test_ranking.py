@@ -62,12 +62,12 @@ class FakeIndex:
 EMBEDDED: list[set[str]] = []
 
 
-def embed(texts: list[str]) -> list[Vector]:
+def embed(texts: Sequence[str]) -> np.ndarray:
     vectors = []
     for text in texts:
         EMBEDDED.append(words(text))
         vectors.append(np.array([len(EMBEDDED) - 1], dtype=np.float32))
-    return vectors
+    return np.stack(vectors)
 
 
 def test_a_question_naming_a_document_is_answered_from_it_in_any_phrasing() -> None:
