@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.urls import reverse
 
-from docs_app.models import Answer, AnswerStatus, Collection, Conversation
+from docs_app.models import Answer, AnswerStatus, Collection, Conversation, Document
 from docs_app.pipeline.prompt import citations_parse
 from docs_app.services.access import collections_readable, document_ids_readable
 from docs_app.services.actor import AnyUser
@@ -84,6 +84,7 @@ def answer_render(*, answer: Answer, readable: set[int]) -> RenderedAnswer:
 class ConversationPage:
     items: list[dict[str, Any]]  # {"question": Question, "answer": RenderedAnswer | None}, oldest first
     collections: QuerySet[Collection]
+    documents: list[Document]  # the chosen documents, when the conversation is about a few of them
     working: bool  # an answer is still being written
 
 
@@ -96,8 +97,17 @@ def conversation_page(*, user: AnyUser, conversation: Conversation) -> Conversat
                 "answer": answer_render(answer=q.answer, readable=readable) if hasattr(q, "answer") else None}
                for q in questions],
         collections=conversation.collections.filter(id__in=collections_readable(user)),
+        documents=list(conversation.documents.filter(collection__in=collections_readable(user))),
         working=any(not a.is_finished for a in answers),
     )
+
+
+def documents_scope(*, user: AnyUser, document_ids: list[int]) -> list[Document]:
+    """The requested documents the user may read, to ask about them alone."""
+    if not document_ids:
+        return []
+    return list(Document.objects.filter(id__in=document_ids, collection__in=collections_readable(user))
+                .order_by("title", "id"))
 
 
 def conversations_recent(*, user: AnyUser, limit: int = 20) -> QuerySet[Conversation]:

@@ -19,7 +19,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from docs_app.models import Answer
-from docs_app.selectors.answers import AnswerEvent, answer_events, conversation_page, conversations_recent
+from docs_app.selectors.answers import (
+    AnswerEvent,
+    answer_events,
+    conversation_page,
+    conversations_recent,
+    documents_scope,
+)
 from docs_app.services.access import answer_get, collections_readable, conversation_get
 from docs_app.services.answering import conversation_start, question_ask
 from docs_app.services.streams import entry_id_valid
@@ -29,21 +35,30 @@ from docs_app.web import request_actor, wants_json
 @login_required
 @require_http_methods(["GET", "POST"])
 def ask_start(request: HttpRequest) -> HttpResponse:
+    """Ask within collections, or within chosen documents ("ask this document": `documents` ids, sent by the
+    viewer's form or an API client; only those the user may read count)."""
     collections = list(collections_readable(request.user).order_by("name"))
+    data = request.POST if request.method == "POST" else request.GET
+    documents = documents_scope(user=request.user, document_ids=_ids(data.getlist("documents")))
     error = ""
     if request.method == "POST":
-        chosen = [int(v) for v in request.POST.getlist("collections") if v.isdigit()]
+        chosen = _ids(request.POST.getlist("collections"))
         try:
             answer = conversation_start(actor=request_actor(request), text=request.POST.get("question", ""),
-                                        collection_ids=chosen or None)
+                                        collection_ids=None if documents else chosen or None,
+                                        document_ids=[d.pk for d in documents] or None)
         except ValidationError as exc:
             error = " ".join(exc.messages)
         else:
             return _asked(request, answer)
-    return render(request, "ask/start.html", {"collections": collections,
+    return render(request, "ask/start.html", {"collections": collections, "documents": documents,
                                               "recent": conversations_recent(user=request.user), "error": error,
                                               "question": request.POST.get("question", "")},
                   status=400 if error else 200)
+
+
+def _ids(values: list[str]) -> list[int]:
+    return [int(v) for v in values if v.isdigit()]
 
 
 @login_required
@@ -53,7 +68,7 @@ def conversation_view(request: HttpRequest, pk: int) -> HttpResponse:
     shown = conversation_page(user=request.user, conversation=conversation)
     return render(request, "ask/conversation.html", {
         "conversation": conversation, "items": shown.items, "collections": shown.collections,
-        "working": shown.working,
+        "documents": shown.documents, "working": shown.working,
     })
 
 
