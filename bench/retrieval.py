@@ -1,6 +1,8 @@
 """Retrieval benchmark through the real stack: PDFs -> queue -> ingest worker -> Chroma + DB; every question
-through docs_app.selectors.retrieval.chunks_retrieve, dense-only and hybrid; then time to first token of a few
-answers through the real answer queue with the configured (stand-in) model.
+through docs_app.selectors.retrieval.chunks_retrieve, dense-only and hybrid, and for LegalBench-RAG questions also
+hybrid in each natural phrasing of bench/phrasings.py (named first, named last, by one party, by a short name,
+not named in a scope of the right document and 9 others); then time to first token of a few answers through
+the real answer queue with the configured (stand-in) model.
 
     python bench/retrieval.py --pdfs ../shared/data/legal/cuad_pdf \
         --queries ../shared/data/legal/cuad_queries_dev.jsonl --docs 60
@@ -90,6 +92,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the corpus here (reused by a re-run)")
     parser.add_argument("--ttft-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20240817)
+    parser.add_argument("--no-phrasings", dest="phrasings", action="store_false",
+                        help="only the benchmark's own form (LegalBench-RAG questions are also asked in natural "
+                             "phrasings by default: bench/phrasings.py)")
+    parser.add_argument("--scope-size", type=int, default=10,
+                        help="documents in the scope of an unnamed question (the right one and others)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
@@ -113,8 +120,9 @@ def main() -> None:
 def run(args: argparse.Namespace, workdir: Path) -> None:
     from django.contrib.auth import get_user_model
 
+    from bench.phrasings import PHRASINGS, rephrase
     from docs_app.models import Chunk, Collection, Document, DocumentStatus, Grant, Role
-    from docs_app.selectors.retrieval import DENSE_ONLY, RetrievalOptions, chunks_retrieve
+    from docs_app.selectors.retrieval import DENSE_ONLY, RankingOptions, chunks_retrieve
     from docs_app.services.actor import SYSTEM
     from docs_app.services.documents import document_upload
 
@@ -146,14 +154,27 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
     figures: dict[str, Any] = {"queries": len(queries), "documents": len(by_name)}
     latencies: list[float] = []
-    for label, options in (("dense", DENSE_ONLY), ("hybrid", RetrievalOptions())):
+    # The benchmark's own form, dense only and hybrid; then, for LegalBench-RAG questions, each natural phrasing
+    # (bench.phrasings), hybrid. "unnamed" asks in a scope of the right document and `--scope-size` - 1 others.
+    phrased = all(q["question"].startswith("Consider ") and ";" in q["question"] for q in queries)
+    runs = [("dense", "benchmark", DENSE_ONLY), ("hybrid", "benchmark", RankingOptions())]
+    if phrased and args.phrasings:
+        runs += [("hybrid", phrasing, RankingOptions()) for phrasing in PHRASINGS if phrasing != "benchmark"]
+    all_documents = sorted(by_name.values())
+    for label, phrasing, options in runs:
         hits1 = hits5 = 0
         reciprocal = 0.0
         for query in queries:
             gold_document = by_name.get(query["pdf"])
             spans = [words(span) for span in query.get("gold", [])]
+            question = rephrase(query["question"], phrasing, key=query["id"], seed=args.seed)
+            scope = None
+            if phrasing == "unnamed" and gold_document is not None:
+                rng = random.Random(f"{args.seed}:{query['id']}:scope")
+                others = [d for d in all_documents if d != gold_document]
+                scope = [gold_document, *rng.sample(others, min(len(others), args.scope_size - 1))]
             t0 = time.perf_counter()
-            found = chunks_retrieve(user=user, query=query["question"], k=TOP_K, options=options)
+            found = chunks_retrieve(user=user, query=question, document_ids=scope, k=TOP_K, options=options)
             if label == "hybrid":
                 latencies.append((time.perf_counter() - t0) * 1000)
             ranks = [i for i, c in enumerate(found, start=1)
@@ -163,9 +184,11 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             hits5 += first is not None and first <= 5
             reciprocal += 1 / first if first else 0.0
         n = len(queries)
-        figures[label] = {"hit@1": round(hits1 / n, 3), "hit@5": round(hits5 / n, 3),
-                          "mrr": round(reciprocal / n, 3)}
-        print(f"{label:7s} hit@1 {hits1 / n:.3f}  hit@5 {hits5 / n:.3f}  MRR {reciprocal / n:.3f}  (n={n})")
+        name = label if phrasing == "benchmark" else f"{label} {phrasing}"
+        figures[name] = {"hit@1": round(hits1 / n, 3), "hit@5": round(hits5 / n, 3),
+                         "mrr": round(reciprocal / n, 3)}
+        print(f"{name:20s} hit@1 {hits1 / n:.3f}  hit@5 {hits5 / n:.3f}  MRR {reciprocal / n:.3f}  (n={n})",
+              flush=True)
     figures["retrieval_ms"] = {"p50": round(statistics.median(latencies), 1),
                                "p95": round(statistics.quantiles(latencies, n=20)[18], 1)}
     latency = figures["retrieval_ms"]
