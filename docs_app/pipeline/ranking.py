@@ -136,7 +136,7 @@ class RankingOptions:
     focus_scope: int = 3  # a scope this small is focused on as a whole (ask this document)
     mention_threshold: float = 0.8
     mention_ratio: float = 0.6
-    name_candidates: int = 30
+    name_candidates: int = 12  # documents whose names share most with the question, scored in full
 
 
 DENSE_ONLY = RankingOptions(hybrid=False, route=False)

@@ -153,9 +153,8 @@ class ScopeIndex:
         return [found[i] for i in ids if i in found]
 
     def document_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
-        for unit in units:
-            if unit not in self._frequency:
-                self._frequency[unit] = self._documents_matching(unit)
+        missing = [unit for unit in units if unit not in self._frequency]
+        self._frequency.update(self._count_matching(missing, "COUNT(DISTINCT c.document_id)", self._document_ids))
         return {unit: self._frequency[unit] for unit in units}
 
     def dense(self, vector: npt.NDArray[np.float32], *, limit: int,
@@ -208,7 +207,8 @@ class ScopeIndex:
         count = total.count()
         if not count:
             return {}
-        return {term: self._chunks_matching((term,), documents) / count for term in terms}
+        matching = self._count_matching([(term,) for term in terms], "COUNT(*)", documents)
+        return {term: matching[(term,)] / count for term in terms}
 
     def chunk_documents(self, chunk_ids: Collection[int]) -> dict[int, int]:
         if not chunk_ids:
@@ -231,29 +231,33 @@ class ScopeIndex:
             params += list(documents)
         return " AND ".join(where), params
 
-    def _documents_matching(self, unit: tuple[str, ...]) -> int:
-        return self._count_matching(unit, "COUNT(DISTINCT c.document_id)", self._document_ids)
-
-    def _chunks_matching(self, unit: tuple[str, ...], documents: Sequence[int] | None) -> int:
-        return self._count_matching(unit, "COUNT(*)", documents)
-
-    def _count_matching(self, unit: tuple[str, ...], count: str, documents: Sequence[int] | None) -> int:
-        words = _tsquery_words(unit)
-        if not words:
-            return 0
-        where, params = self._scope_sql(documents)
-        if connection.vendor == "postgresql":
-            sql = (f"SELECT {count} FROM docs_app_chunk c JOIN docs_app_document d ON d.id = c.document_id "  # noqa: S608
-                   "WHERE to_tsvector('english', c.text) @@ phraseto_tsquery('english', %s) AND " + where)
-            params = [" ".join(words), *params]
-        else:
-            sql = (f"SELECT {count} FROM docs_app_chunk_fts f JOIN docs_app_chunk c ON c.id = f.rowid "  # noqa: S608
-                   "JOIN docs_app_document d ON d.id = c.document_id WHERE docs_app_chunk_fts MATCH %s AND " + where)
-            params = [fts5_phrase(words), *params]
+    def _count_matching(self, units: Sequence[tuple[str, ...]], count: str,
+                        documents: Sequence[int] | None) -> dict[tuple[str, ...], int]:
+        """`count` over the scope's chunks containing each unit (a word, or words as a phrase): one statement
+        for all units."""
+        counted: dict[tuple[str, ...], int] = {unit: 0 for unit in units}
+        queries = [(unit, words) for unit in units if (words := _tsquery_words(unit))]
+        if not queries:
+            return counted
+        where, scope_params = self._scope_sql(documents)
+        selects: list[str] = []
+        params: list[Any] = []
+        for position, (_unit, words) in enumerate(queries):
+            if connection.vendor == "postgresql":
+                selects.append(f"SELECT {position}, {count} FROM docs_app_chunk c JOIN docs_app_document d "  # noqa: S608
+                               "ON d.id = c.document_id WHERE to_tsvector('english', c.text) @@ "
+                               "phraseto_tsquery('english', %s) AND " + where)
+                params += [" ".join(words), *scope_params]
+            else:
+                selects.append(f"SELECT {position}, {count} FROM docs_app_chunk_fts f JOIN docs_app_chunk c "  # noqa: S608
+                               "ON c.id = f.rowid JOIN docs_app_document d ON d.id = c.document_id "
+                               "WHERE docs_app_chunk_fts MATCH %s AND " + where)
+                params += [fts5_phrase(words), *scope_params]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        return int(row[0]) if row else 0
+            cursor.execute(" UNION ALL ".join(selects), params)
+            for position, value in cursor.fetchall():
+                counted[queries[int(position)][0]] = int(value or 0)
+        return counted
 
 
 def _tsquery_words(words: Iterable[str]) -> list[str]:
