@@ -102,6 +102,14 @@ class Document(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the first pages say the document is (pipeline.metadata.DocumentMetadata.as_dict(): title, type,
+    # parties, short names, effective date, authors, year), extracted at ingest; the filterable ones again as
+    # columns. `names` holds every name it may be called by, folded, for the document-names keyword index.
+    metadata = models.JSONField(default=dict, blank=True)
+    doc_type = models.CharField(max_length=100, blank=True)
+    effective_date = models.DateField(null=True, blank=True)
+    year = models.PositiveSmallIntegerField(null=True, blank=True)
+    names = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -117,6 +125,16 @@ class Document(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in {DocumentStatus.READY, DocumentStatus.FAILED}
+
+    @property
+    def metadata_title(self) -> str:
+        """The title printed in the document, when one was found at ingest."""
+        return str(self.metadata.get("title") or "") if isinstance(self.metadata, dict) else ""
+
+    @property
+    def display_title(self) -> str:
+        """The title printed in the document when one was found, else the one made from its file name."""
+        return self.metadata_title or self.title
 
 
 class PageSource(models.TextChoices):
@@ -154,9 +172,13 @@ class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     ordinal = models.PositiveIntegerField()
     page = models.PositiveIntegerField()  # 1-based; a chunk never crosses a page
-    char_start = models.PositiveIntegerField()  # offsets into the page's extracted text
+    # Offsets into the page's text as extracted (what the page renderer rebuilds to highlight); `text` is that
+    # span normalised for search (pipeline.normalize: ligatures, soft hyphens, line-end hyphenation), so its
+    # length may differ from char_end - char_start.
+    char_start = models.PositiveIntegerField()
     char_end = models.PositiveIntegerField()
     text = models.TextField()
+    heading = models.CharField(max_length=200, blank=True)  # the section heading it sits under
     # float32 vector: lets the vector index be rebuilt (or compacted) from the DB without the model.
     embedding = models.BinaryField()
     # Words the keyword index filters on before it ranks (see chunk_keyword_scope); a document never moves to
@@ -207,6 +229,8 @@ class Conversation(models.Model):
     title = models.CharField(max_length=300)
     # The collections the person chose to ask about; access is still re-checked on every question.
     collections = models.ManyToManyField(Collection, blank=True, related_name="+")
+    # Narrower still: the documents chosen ("ask this document"); empty means every document of the collections.
+    documents = models.ManyToManyField(Document, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -60,6 +60,10 @@ class ExtractedPage:
     # No usable text layer (none, a broken font map's garbage, or a few words over a scan): OCR should read it
     # (pdf_ocr.pdf_ocr_pages).
     needs_ocr: bool = False
+    # First page only: its first lines as laid out, (font size, text), and the PDF's info dictionary (title,
+    # author, ...): what the metadata extractor reads besides the text.
+    lines: tuple[tuple[float, str], ...] = ()
+    info: tuple[tuple[str, str], ...] = ()
 
 
 def pdf_validate(path: Path, *, max_bytes: int) -> None:
@@ -117,7 +121,8 @@ def pdf_extract_pages(
                 if on_page is not None:
                     on_page(0, total)
             case {"page": int(number), "text": str(text), **rest} if total is not None and number == len(pages) + 1:
-                pages.append(ExtractedPage(number=number, text=text, needs_ocr=rest.get("ocr") is True))
+                pages.append(ExtractedPage(number=number, text=text, needs_ocr=rest.get("ocr") is True,
+                                           lines=_lines(message), info=_info(message)))
                 if on_page is not None:
                     on_page(number, total)
             case _:
@@ -217,6 +222,22 @@ def run_child(
         child.stdout.close()
         child.stderr.close()
     return returncode, stderr_tail.decode("utf-8", "replace")
+
+
+def _lines(message: object) -> tuple[tuple[float, str], ...]:
+    raw = message.get("lines") if isinstance(message, dict) else None
+    if not isinstance(raw, list):
+        return ()
+    return tuple((float(item[0]), item[1]) for item in raw
+                 if isinstance(item, list) and len(item) == 2 and isinstance(item[0], int | float)
+                 and isinstance(item[1], str))
+
+
+def _info(message: object) -> tuple[tuple[str, str], ...]:
+    raw = message.get("info") if isinstance(message, dict) else None
+    if not isinstance(raw, dict):
+        return ()
+    return tuple((str(key), value) for key, value in raw.items() if isinstance(value, str))
 
 
 def _decode(line: bytes) -> object:

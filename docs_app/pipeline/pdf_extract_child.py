@@ -5,7 +5,9 @@ Text layers: `python -m docs_app.pipeline.pdf_extract_child PATH MAX_PAGES MEMOR
 
     {"pages": N}                          first, as soon as the page count is known
     {"page": n, "text": "...", "ocr": b}  then once per page, n = 1..N, in order; "ocr": true when the page
-                                          has no usable text layer (pipeline.ocr decides)
+                                          has no usable text layer (pipeline.ocr decides); page 1 also carries
+                                          "lines": [[font size, text], ...] (its first lines as laid out)
+                                          and "info": {"title": ..., "author": ...} (the PDF's info dict)
     {"error": "password"}                 the PDF needs a password to be read
     {"error": "damaged", "detail": "..."} MuPDF could not open the file
 
@@ -34,6 +36,10 @@ from docs_app.pipeline.ocr import SCAN_COVER, OcrPage, Reader, image_cover, spar
 from docs_app.pipeline.sandbox import exit_if_out_of_memory, out_of_memory, protocol_out, pymupdf_limited, send
 
 _ERROR_CODE = re.compile(r"^code=\d+: ")
+_MAX_LINES = 80
+_LINE_CHARS = 300
+_INFO_KEYS = ("title", "author", "subject", "keywords", "creationDate")
+_INFO_CHARS = 500
 
 
 def main() -> None:
@@ -71,17 +77,23 @@ def _extract(out: TextIO, path: str, *, max_pages: int, memory_limit_mb: int) ->
     if page_count > max_pages:
         return
     for index in range(page_count):
+        message: dict[str, object] = {"page": index + 1}
         try:
             page = doc.load_page(index)
             # Plain content-stream order, not sort=True: see pdf_extract.ExtractedPage.
             text = page.get_text("text")
-            needs_ocr = _needs_ocr(pymupdf, page, text)
+            message.update(text=text, ocr=_needs_ocr(pymupdf, page, text))
+            if index == 0:
+                # For the metadata extractor: a title is often the largest print on the first page.
+                message["lines"] = _sized_lines(page)
+                message["info"] = {key: str(value)[:_INFO_CHARS] for key, value in (doc.metadata or {}).items()
+                                   if key in _INFO_KEYS and value}
         except Exception as exc:
             if out_of_memory(exc):
                 raise
             # One broken page (bad content stream, font) must not lose the rest of the document.
-            text, needs_ocr = "", True
-        send(out, {"page": index + 1, "text": text, "ocr": needs_ocr})
+            message = {"page": index + 1, "text": "", "ocr": True}
+        send(out, message)
 
 
 def _needs_ocr(pymupdf: Any, page: Any, text: str) -> bool:
@@ -127,6 +139,20 @@ def _ocr(out: TextIO, request: dict[str, Any]) -> None:
             result = OcrPage(text="", confidence=None, words=[], note=note, failed=True)
         send(out, result.message(int(number)))
     reader.close()
+
+
+def _sized_lines(page: Any) -> list[list[object]]:
+    """The first lines of a page as [font size, text], the size being that of the line's largest span."""
+    lines: list[list[object]] = []
+    for block in page.get_text("dict")["blocks"]:
+        for line in block.get("lines", ()):
+            spans = [span for span in line.get("spans", ()) if span.get("text", "").strip()]
+            if spans:
+                text = " ".join(span["text"].strip() for span in spans)
+                lines.append([round(max(float(span["size"]) for span in spans), 1), text[:_LINE_CHARS]])
+            if len(lines) >= _MAX_LINES:
+                return lines
+    return lines
 
 
 def _message(exc: Exception) -> str:

@@ -21,6 +21,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from docs_app.pipeline.normalize import comparable
 from docs_app.pipeline.sandbox import exit_if_out_of_memory, out_of_memory, protocol_out, pymupdf_limited, send
 
 _HIGHLIGHT_FILL = (1.0, 0.84, 0.0)
@@ -96,7 +97,8 @@ def _passage_rects(pymupdf: Any, page: Any, highlight: dict[str, Any]) -> list[A
             line_no += 1
     rebuilt = "".join(c for c, _, _ in chars)
     passage = str(highlight.get("text", ""))
-    if rebuilt[start:end].split() == passage.split():
+    # The passage is stored normalised (pipeline.normalize: ligatures, hyphenation), its offsets are not.
+    if comparable(rebuilt[start:end]) == comparable(passage):
         by_line: dict[int, Any] = {}
         for _, bbox, number in chars[start:end]:
             if bbox is None:

@@ -29,8 +29,8 @@ from django.utils import timezone
 
 from docs_app import registry
 from docs_app.models import Chunk, Document, DocumentStatus, Page, PageSource, chunk_keyword_scope
-from docs_app.pipeline.chunking import ChunkSpan, chunk_pages
 from docs_app.pipeline.pdf_extract import ExtractionError, pdf_extract_pages, pdf_validate
+from docs_app.pipeline.prepare import PreparedDocument, chunk_embedding_text, document_prepare
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.index import ChunkPlace, vectors_upsert
 from docs_app.services.liveness import Beat, run_dead_here, run_identity
@@ -125,11 +125,11 @@ def document_ingest(*, document_id: int) -> None:
                           owner=run.owner)
             return
         try:
-            spans, readings, work = _extract_and_chunk(run)
+            prepared, readings, work = _extract_and_chunk(run)
         except ExtractionError as exc:
             document_fail(document_id=document_id, reason=exc.reason, owner=run.owner)
             return
-        _embed_and_store(run, spans, readings, work)
+        _embed_and_store(run, prepared, readings, work)
 
 
 def _claim(document_id: int) -> _Run | None:
@@ -176,7 +176,7 @@ def _heartbeat(claimed: _Run) -> Iterator[_Run]:
         claimed.mine().update(run_owner="")
 
 
-def _extract_and_chunk(run: _Run) -> tuple[list[ChunkSpan], list[PageReading], _Work]:
+def _extract_and_chunk(run: _Run) -> tuple[PreparedDocument, list[PageReading], _Work]:
     path = document_file_path(run.document)
     if not path.exists():
         raise ExtractionError("the stored file is missing")
@@ -212,29 +212,37 @@ def _extract_and_chunk(run: _Run) -> tuple[list[ChunkSpan], list[PageReading], _
     if not any(page.text.strip() for page in pages):
         raise ExtractionError(no_text_reason(readings))
     embedder = registry.embedder()
-    spans = chunk_pages(
+    prepared = document_prepare(
         pages,
-        max_tokens=min(settings.CHUNK_MAX_TOKENS, embedder.max_tokens - 2),
+        file_name=run.document.original_name,
+        max_tokens=min(settings.CHUNK_MAX_TOKENS, embedder.max_tokens - 2 - CONTEXT_TOKENS),
         overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         token_len=embedder.count_tokens,
     )
-    if not spans:
+    if not prepared.spans:
         raise ExtractionError(no_text_reason(readings))
-    return spans, readings, work
+    return prepared, readings, work
 
 
-def _embed_and_store(run: _Run, spans: list[ChunkSpan], readings: list[PageReading], work: _Work) -> None:
+def _embed_and_store(run: _Run, prepared: PreparedDocument, readings: list[PageReading], work: _Work) -> None:
     document = run.document
     run.check()
     page_count = len(readings)
+    metadata = prepared.metadata
+    effective = metadata.effective_date or None
+    # The metadata is shown as soon as it is known; retrieval only reads READY documents.
     run.mine().update(
-        status=DocumentStatus.EMBEDDING, page_count=page_count, pages_done=page_count, progress=work.embedded(0)
+        status=DocumentStatus.EMBEDDING, page_count=page_count, pages_done=page_count, progress=work.embedded(0),
+        metadata=metadata.as_dict(), doc_type=metadata.doc_type[:100], effective_date=effective,
+        year=metadata.year, names=prepared.names,
     )
+    spans = prepared.spans
     embedder = registry.embedder()
     store = registry.vector_store()
     progress = _Progress(run)
     vectors = np.zeros((len(spans), embedder.dimension), dtype=np.float32)
-    texts = [" ".join(span.text.split()) for span in spans]
+    texts = [chunk_embedding_text(title=metadata.title, heading=span.heading, text=span.text,
+                                  token_len=embedder.count_tokens) for span in spans]
     # Longest first over the whole document, so each batch holds texts of about one length and little of the
     # model's work goes to padding (in page order, a page's short last chunk padded a batch of full ones); the
     # groups are only there to report progress.
@@ -264,7 +272,7 @@ def _embed_and_store(run: _Run, spans: list[ChunkSpan], readings: list[PageReadi
         Chunk.objects.bulk_create(
             [
                 Chunk(document_id=document.pk, ordinal=s.ordinal, page=s.page, char_start=s.char_start,
-                      char_end=s.char_end, text=s.text, embedding=vectors[i].tobytes(),
+                      char_end=s.char_end, text=s.text, heading=s.heading[:200], embedding=vectors[i].tobytes(),
                       keyword_scope=chunk_keyword_scope(collection_id=document.collection_id,
                                                         document_id=document.pk, ordinal=s.ordinal))
                 for i, s in enumerate(spans)
