@@ -130,7 +130,7 @@ def ingest(collection: Any, folder: Path, names: list[str]) -> dict[str, Any]:
 
 def score(*, user: Any, collection: Any, queries: list[dict[str, Any]]) -> dict[str, float]:
     from docs_app.models import Document
-    from docs_app.selectors.retrieval import RetrievalOptions, chunks_retrieve
+    from docs_app.selectors.retrieval import RankingOptions, chunks_retrieve
 
     by_name = dict(Document.objects.filter(collection=collection).values_list("original_name", "id"))
     hits1 = hits5 = 0
@@ -138,7 +138,7 @@ def score(*, user: Any, collection: Any, queries: list[dict[str, Any]]) -> dict[
     for query in queries:
         spans = [words(span) for span in query.get("gold", [])]
         found = chunks_retrieve(user=user, query=query["question"], collection_ids=[collection.pk], k=TOP_K,
-                                options=RetrievalOptions())
+                                options=RankingOptions())
         ranks = [rank for rank, chunk in enumerate(found, start=1)
                  if chunk.document_id == by_name.get(query["pdf"]) and is_hit(chunk.text, spans)]
         first = ranks[0] if ranks else None

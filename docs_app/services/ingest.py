@@ -30,7 +30,7 @@ from django.utils import timezone
 from docs_app import registry
 from docs_app.models import Chunk, Document, DocumentStatus, Page, PageSource, chunk_keyword_scope
 from docs_app.pipeline.pdf_extract import ExtractionError, pdf_extract_pages, pdf_validate
-from docs_app.pipeline.prepare import PreparedDocument, chunk_embedding_text, document_prepare
+from docs_app.pipeline.prepare import CONTEXT_TOKENS, PreparedDocument, chunk_embedding_text, document_prepare
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.index import ChunkPlace, vectors_upsert
 from docs_app.services.liveness import Beat, run_dead_here, run_identity
