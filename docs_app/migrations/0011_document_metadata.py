@@ -4,7 +4,20 @@
 with a keyword index over those names (SQLite FTS5; a GIN index on PostgreSQL); section headings of chunks;
 conversations scoped to chosen documents."""
 
+import importlib
+
 from django.db import migrations, models
+
+# Adding Chunk.heading (a column with a default) makes Django rebuild docs_app_chunk on SQLite, and dropping the
+# old table drops the keyword index's triggers with it: the index and its triggers are made again afterwards
+# (in both directions), as migration 0006 made them.
+_SCOPED = importlib.import_module("docs_app.migrations.0006_chunk_keyword_scope")
+
+
+def _keyword_index_remake(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        for sql in _SCOPED.SQLITE_FTS_DROP + _SCOPED.SQLITE_FTS_SCOPED:
+            schema_editor.execute(sql)
 
 SQLITE_NAMES = [
     # No stemming: names are compared word for word (folded at ingest and in the question the same way).
@@ -83,6 +96,7 @@ class Migration(migrations.Migration):
             name='year',
             field=models.PositiveSmallIntegerField(blank=True, null=True),
         ),
+        migrations.RunPython(_keyword_index_remake, _keyword_index_remake),
         migrations.RunPython(
             _run({"sqlite": SQLITE_NAMES, "postgresql": POSTGRES_NAMES}),
             _run({"sqlite": SQLITE_NAMES_DROP, "postgresql": POSTGRES_NAMES_DROP}),
