@@ -335,6 +335,8 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(Lower("actor_name"), name="auditevent_actor_lower"),
             models.Index(fields=["created_at"], name="auditevent_created_at"),
+            # The name filters find a question's events by the question's and its answer's ids.
+            models.Index(fields=["target_type", "target_id"], name="auditevent_target"),
         ]
 
     def __str__(self) -> str:

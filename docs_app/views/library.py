@@ -19,6 +19,7 @@ from docs_app.services.access import (
     collection_get,
     collections_readable,
     document_get,
+    user_reviews_audit_only,
 )
 from docs_app.services.documents import document_delete, document_retry
 from docs_app.services.uploads import uploads_accept
@@ -30,6 +31,9 @@ DOCUMENTS_PER_PAGE = 50
 @login_required
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
+    if user_reviews_audit_only(request.user):
+        # Where an auditor lands after login: the log is all they may read.
+        return redirect("audit")
     collections = selectors.collections_overview(collections=collections_readable(request.user))
     return render(request, "library/library.html", {"collections": collections,
                                                     "statuses": DocumentStatus.choices})
