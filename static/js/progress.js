@@ -73,8 +73,18 @@
       .catch(function () { /* the next upload or a reload shows the table */ });
   }
 
+  // Files just uploaded are rows of the table at once (queued), not only lines of the upload list.
+  function missingRows() {
+    var shown = new Set();
+    root.querySelectorAll("[data-document-id]").forEach(function (el) { shown.add(el.getAttribute("data-document-id")); });
+    return Array.from(document.querySelectorAll("#upload-list [data-document-id]")).some(function (el) {
+      return !shown.has(el.getAttribute("data-document-id"));
+    });
+  }
+
   function poll() {
     timer = null;
+    if (missingRows()) { refreshTable(); return; }
     collect();
     if (watched.size === 0) {
       if (changed) { changed = false; refreshTable(); }

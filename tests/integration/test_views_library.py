@@ -147,11 +147,13 @@ def test_zip_members_each_get_an_outcome_and_names_never_reach_the_disk(collecti
     })
     response = client.post(f"/collections/{collection.pk}/upload/", {"files": [archive]}, headers=JSON)
     outcomes = {o["name"]: o for o in response.json()["outcomes"]}
-    assert set(outcomes) == {"batch.zip/contracts/2010/sponsorship.pdf", "batch.zip/contracts/readme.txt",
-                             "batch.zip/../../escaped.pdf"}
-    assert outcomes["batch.zip/contracts/2010/sponsorship.pdf"]["status"] == "queued"
-    assert outcomes["batch.zip/contracts/readme.txt"]["reason"] == "not a PDF (.txt file)"
-    assert "unsafe path" in outcomes["batch.zip/../../escaped.pdf"]["reason"]
+    # Each member by its own name (issue 12, point 8); where it sat in the archive beside it.
+    assert set(outcomes) == {"sponsorship.pdf", "readme.txt", "escaped.pdf"}
+    assert outcomes["sponsorship.pdf"]["status"] == "queued"
+    assert outcomes["sponsorship.pdf"]["archive"] == "batch.zip/contracts/2010"
+    assert outcomes["readme.txt"]["reason"] == "not a PDF (.txt file)"
+    assert "unsafe path" in outcomes["escaped.pdf"]["reason"]
+    assert outcomes["escaped.pdf"]["archive"] == "batch.zip/../.."
     document = Document.objects.get()
     assert document.title == "sponsorship" and document.original_name == "sponsorship.pdf"
     data_dir = Path(settings.DATA_DIR)
