@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 
-from docs_app.models import Answer, AuditEvent, Collection, Conversation, Document, Question, chunk_vector_key
+from docs_app.models import Answer, AuditEvent, Collection, Conversation, Document, Question
 from docs_app.services.audit import Action
 
 ERASED = "erased"
@@ -162,12 +162,18 @@ def _int(value: object) -> int | None:
     return _id_or_none(value) if isinstance(value, str) else None
 
 
-def _chunk_documents(chunk_ids: object) -> list[int]:
+def _source_documents(sources: object, chunk_ids: object = None) -> list[int]:
+    """Document ids of an answer's sources (as shown to the model), in order; only those of `chunk_ids` (the
+    passages the answer cited) when given. The sources keep ids after an erasure, so an erased document is
+    still counted, and shown as erased."""
+    wanted = set(chunk_ids) if isinstance(chunk_ids, list) else None
     ids: list[int] = []
-    for chunk_id in chunk_ids if isinstance(chunk_ids, list) else []:
-        key = chunk_vector_key(chunk_id) if isinstance(chunk_id, str) else None
-        if key is not None and key[0] not in ids:
-            ids.append(key[0])
+    for source in sources if isinstance(sources, list) else []:
+        if not isinstance(source, dict) or (wanted is not None and source.get("chunk_id") not in wanted):
+            continue
+        document_id = _int(source.get("document_id"))
+        if document_id is not None and document_id not in ids:
+            ids.append(document_id)
     return ids
 
 
@@ -179,12 +185,14 @@ def _question_id(event: AuditEvent) -> int | None:
     return None
 
 
-def _event_documents(event: AuditEvent) -> tuple[list[int], str]:
+def _event_documents(event: AuditEvent, sources: object) -> tuple[list[int], str]:
+    """The documents an event is about: a question's were shown to the model (its answer's sources), an
+    answer's were cited; any other event's is the one it names."""
     details = event.details if isinstance(event.details, dict) else {}
     if event.action == Action.ASK:
-        return _chunk_documents(details.get("shown")), "Shown"
+        return _source_documents(sources), "Shown"
     if event.action == Action.ANSWER:
-        return _chunk_documents(details.get("cited_chunks")), "Cited"
+        return _source_documents(sources, details.get("cited_chunks", [])), "Cited"
     return ([event.document_id_ref] if event.document_id_ref is not None else []), ""
 
 
@@ -194,12 +202,13 @@ def _names(rows: Iterable[tuple[int, str]], wanted: Iterable[int]) -> dict[int, 
 
 
 def audit_rows(events: Iterable[AuditEvent]) -> list[AuditRow]:
-    """The page's events with names from live rows: one query per kind of row (documents, collections,
-    questions, conversations' collections, users), whatever the number of events."""
+    """The page's events with names from live rows: one query per kind of row (questions, their answers'
+    sources, conversations' collections, collections, documents, users), whatever the number of events."""
     events = list(events)
     question_of = {e.pk: _question_id(e) for e in events}
-    docs_of = {e.pk: _event_documents(e) for e in events}
     question_ids = {q for q in question_of.values() if q is not None}
+    sources_of = dict(Answer.objects.filter(question_id__in=question_ids).values_list("question_id", "sources"))
+    docs_of = {e.pk: _event_documents(e, sources_of.get(question_of[e.pk] or 0)) for e in events}
     questions = {row["id"]: row for row in Question.objects.filter(id__in=question_ids)
                  .values("id", "text", "conversation_id")}
     conversation_collections: dict[int, list[int]] = {}

@@ -30,10 +30,11 @@ def _question(user: User, collection: Collection, text: str, shown: list[Documen
     conversation = Conversation.objects.create(owner=user, title=text[:40])
     conversation.collections.add(collection)
     question = Question.objects.create(conversation=conversation, asked_by=user, text=text)
-    chunk_ids = [f"{d.pk}:1:{i}" for i, d in enumerate(shown)]
+    # Chunk row ids, as retrieval hands them on; the sources say which document each belongs to.
+    chunk_ids = [1000 * question.pk + i for i in range(len(shown))]
     answer = Answer.objects.create(question=question, status=AnswerStatus.DONE, text="It says [1].",
-                                   sources=[{"number": i + 1, "chunk_id": 1000 + i, "document_id": d.pk, "page": 1}
-                                            for i, d in enumerate(shown)])
+                                   sources=[{"number": i + 1, "chunk_id": chunk_ids[i], "document_id": d.pk,
+                                             "page": 1} for i, d in enumerate(shown)])
     actor = Actor(user=user, address="10.0.0.7")
     audit_record(action=Action.ASK, actor=actor, target_type="question", target_id=question.pk,
                  details={"conversation_id": conversation.pk, "retrieved": chunk_ids, "shown": chunk_ids})
@@ -68,6 +69,7 @@ def test_question_events_show_what_who_where_and_which_documents_by_name(office)
     assert "When does the Duval lease end?" in page and "Who are the executors?" in page
     assert "Duval v Meridian" in page and "Estate of Hartley" in page
     assert "Office lease Duval" in page and "Joint venture MightyCell" in page
+    assert "<span class=\"muted\">Shown:</span>" in page and "<span class=\"muted\">Cited:</span>" in page
     assert "document 1" not in page.lower() and "question 1" not in page.lower()
     # Details are label/value pairs, never a Python or JSON dict.
     assert "<dt>Passages shown</dt><dd>2</dd>" in page and "<dt>Page</dt><dd>2</dd>" in page
