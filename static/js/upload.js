@@ -36,6 +36,8 @@
 
   function setOutcome(li, outcome) {
     li.setAttribute("data-outcome", outcome.status);
+    // Problems first: a file not added goes to the top of the list, where it is seen without scrolling.
+    if (outcome.status === "rejected" || outcome.status === "error") { list.prepend(li); }
     var label = li.querySelector(".name");
     label.textContent = outcome.name;
     if (outcome.archive) { label.append(el("span", "muted small archive", " in " + outcome.archive)); }

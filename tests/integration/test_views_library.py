@@ -330,3 +330,17 @@ def test_status_page_says_whether_ocr_can_run_and_what_to_install(redis_server: 
     settings.OCR_LANGUAGES = "eng+xyz"
     html = admin.get("/status/").content.decode()
     assert 'id="ocr-state" class="bad">cannot run here' in html and "tesseract-ocr-xyz" in html
+
+
+def test_the_page_text_shows_no_break_spaces_as_spaces(collection: Collection, ready_document: Document) -> None:
+    """Issue 12, point 8: a line joined by U+00A0 cannot wrap and ran out of the page-text panel. Passages are
+    stored NFKC-normalised now; a row written before (or another no-break space) is shown with plain spaces."""
+    chunk = ready_document.chunks.filter(page=1).order_by("ordinal").first()
+    assert chunk is not None
+    chunk.text = "THIS\u00a0JOINT\u00a0VENTURE\u00a0AGREEMENT\u202fis made " + chunk.text
+    chunk.save(update_fields=["text"])
+    reader = logged_in(_user("reader", collection, Role.VIEWER))
+    page = reader.get(f"/documents/{ready_document.pk}/?page=1").content.decode()
+    text = page.split('<div class="text">', 1)[1].split("</div>", 1)[0]
+    assert "THIS JOINT VENTURE AGREEMENT is made" in text
+    assert "\u00a0" not in text and "\u202f" not in text
