@@ -223,6 +223,7 @@ def audit_rows(events: Iterable[AuditEvent]) -> list[AuditRow]:
     collection_names = _names(Collection.objects.filter(id__in=collection_ids).values_list("id", "name"),
                               collection_ids)
     document_ids = {d for ids, _label_ in docs_of.values() for d in ids}
+    document_ids |= {i for e in events if e.target_type == "document" and (i := _int(e.target_id)) is not None}
     document_names = _names(((d.pk, d.display_title) for d in Document.objects.filter(id__in=document_ids)
                              .only("id", "title", "metadata")), document_ids)
     user_ids = {i for e in events if e.target_type == "user" and (i := _int(e.target_id)) is not None}

@@ -55,6 +55,8 @@ def office() -> dict[str, object]:
     _question(sam, other, "Who are the executors?", [will])
     audit_record(action=Action.PAGE_VIEW, actor=Actor(user=pat), target_type="document", target_id=venture.pk,
                  collection_id=duval.pk, document_id=venture.pk, details={"page": 2})
+    # An event naming its document only as the target (older events, commands).
+    audit_record(action=Action.VIEW, actor=Actor(user=sam), target_type="document", target_id=will.pk)
     return {"pat": pat, "auditor": auditor, "duval": duval, "lease": lease, "venture": venture}
 
 
@@ -69,6 +71,7 @@ def test_question_events_show_what_who_where_and_which_documents_by_name(office)
     assert "When does the Duval lease end?" in page and "Who are the executors?" in page
     assert "Duval v Meridian" in page and "Estate of Hartley" in page
     assert "Office lease Duval" in page and "Joint venture MightyCell" in page
+    assert "document “Hartley last will”" in page
     assert "<span class=\"muted\">Shown:</span>" in page and "<span class=\"muted\">Cited:</span>" in page
     assert "document 1" not in page.lower() and "question 1" not in page.lower()
     # Details are label/value pairs, never a Python or JSON dict.
