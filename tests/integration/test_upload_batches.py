@@ -10,6 +10,7 @@ import zipfile
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 
 from docs_app.models import Collection, Document, DocumentStatus, Grant, Role, UploadBatch, UploadItem
 from docs_app.services.actor import Actor
@@ -109,3 +110,17 @@ def test_the_documents_table_lists_failures_first() -> None:
     page = logged_in(pat).get(f"/collections/{matter.pk}/").content.decode()
     order = [part.split('data-status="', 1)[1].split('"', 1)[0] for part in page.split('class="document-row"')[1:]]
     assert order == ["failed", "queued", "queued", "ready"]
+
+
+def test_a_folder_import_keeps_its_report_too(tmp_path) -> None:
+    folder = tmp_path / "Drive"
+    (folder / "2010").mkdir(parents=True)
+    (folder / "2010" / "hosting.pdf").write_bytes(cuad(WEB_HOSTING).read_bytes())
+    (folder / "readme.txt").write_text("see the PDFs")
+    with pytest.raises(SystemExit):
+        call_command("import_folder", str(folder), collection="Imported", stdout=io.StringIO())
+    batch = UploadBatch.objects.get(collection__name="Imported")
+    items = {item.name: item for item in batch.items.all()}
+    assert set(items) == {"hosting.pdf", "readme.txt"}
+    assert items["hosting.pdf"].status == "queued" and items["hosting.pdf"].archive == "Drive/2010"
+    assert items["readme.txt"].status == "rejected" and items["readme.txt"].reason
