@@ -244,3 +244,22 @@ def _ingested(matter: Collection, browser: Browser, base: str) -> Document:
     expect(page.locator("#upload-list li[data-status=ready]")).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
     return Document.objects.get(collection=matter, original_name=JOINT_VENTURE)
 
+
+
+def test_a_new_document_outside_the_tables_filter_asks_for_one_refresh_only(
+        services: None, live_server: Any, browser: Browser) -> None:
+    base = live_server.url
+    matter = Collection.objects.create(name="Matter filtered")
+    Grant.objects.create(collection=matter, user=make_user("pat"), role=Role.CONTRIBUTOR)
+    page = browser.person()
+    _log_in(page, base, "pat")
+    filtered = f"{base}/collections/{matter.pk}/?status=failed"
+    page.goto(filtered)
+    page.get_by_label("Files (PDF or .zip)").set_input_files([str(cuad(WEB_HOSTING))])
+    page.locator("#upload-submit").click()
+    expect(page.locator("#upload-list li[data-status=ready]")).to_have_count(1, timeout=PROCESSING_TIMEOUT_MS)
+    page.wait_for_timeout(4000)
+    # The first load, one refresh for the new document, one when it finished: not one every poll.
+    loads = [url for url in browser.requests if url == filtered]
+    assert len(loads) <= 3, len(loads)
+    assert page.locator("#documents tr.document-row").count() == 0
