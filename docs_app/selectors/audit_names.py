@@ -136,7 +136,7 @@ def _value_text(key: str, value: object) -> str:
         return str(len(value))
     if key == "size_bytes" and isinstance(value, int):
         return f"{value / 1024:.0f} KB" if value < 1024 * 1024 else f"{value / (1024 * 1024):.1f} MB"
-    if value is None or value == "":
+    if value is None or value == "" or value == [] or value == {}:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
