@@ -137,6 +137,42 @@ class Document(models.Model):
         return self.metadata_title or self.title
 
 
+class UploadBatch(models.Model):
+    """One upload as the person made it (the files chosen at once, a folder, an archive), kept so its report can
+    be opened again after a reload: every file's outcome, rejected files and their reasons included."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="upload_batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["collection", "-created_at"], name="uploadbatch_recent")]
+
+    def __str__(self) -> str:
+        return f"upload #{self.pk}"
+
+
+class UploadItem(models.Model):
+    """One file's outcome in an upload batch. Its row, not a JSON list in the batch: the browser sends a batch's
+    files in parallel requests, each adding its own rows. Erasing the document erases the name kept here."""
+
+    batch = models.ForeignKey(UploadBatch, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=500)  # the file's own name (an archive member's, without its folders)
+    archive = models.CharField(max_length=500, blank=True)  # "contracts.zip/2010" for an archive member
+    status = models.CharField(max_length=16)  # queued, duplicate, rejected (services.documents.UploadOutcome)
+    reason = models.CharField(max_length=500, blank=True)
+    document = models.ForeignKey("Document", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["batch_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}: {self.status}"
+
+
 class PageSource(models.TextChoices):
     TEXT = "text", "Text layer"
     OCR = "ocr", "OCR"
@@ -335,6 +371,8 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(Lower("actor_name"), name="auditevent_actor_lower"),
             models.Index(fields=["created_at"], name="auditevent_created_at"),
+            # The name filters find a question's events by the question's and its answer's ids.
+            models.Index(fields=["target_type", "target_id"], name="auditevent_target"),
         ]
 
     def __str__(self) -> str:

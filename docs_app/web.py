@@ -7,6 +7,7 @@ import re
 
 from django.http import HttpRequest
 
+from docs_app.services.access import user_reviews_audit_only
 from docs_app.services.actor import ADDRESS_MAX, Actor, AnyUser
 
 
@@ -44,3 +45,10 @@ def ints(values: list[str]) -> list[int]:
 
 def wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
+
+
+def navigation(request: HttpRequest) -> dict[str, object]:
+    """Template context: whether the person only reviews the audit log (the menu then leaves out Library,
+    Search and Ask, which would be empty for them). Computed when a template asks."""
+    user = getattr(request, "user", None)
+    return {"audit_only": lambda: user is not None and user_reviews_audit_only(user)}

@@ -73,6 +73,22 @@ def _sources_shown(user: AnyUser, items: list[dict[str, Any]]) -> list[dict[str,
             for item in items if item.get("chunk_id") in chunks]
 
 
+# What a source shows of its passage on the page (the stream's panel cuts at the same length, static/js/ask.js).
+EXCERPT_CHARS = 600
+
+
+def _excerpt(text: str | None) -> str:
+    text = text or ""
+    return text[:EXCERPT_CHARS] + "\u2026" if len(text) > EXCERPT_CHARS else text
+
+
+def _readable_excerpts(user: AnyUser, sources: Iterable[dict[str, Any]]) -> dict[int, str]:
+    """{chunk id: passage text} of the sources' passages the user may read now, in one query for the page."""
+    ids = {s.get("chunk_id") for s in sources}
+    return dict(chunks_readable(user).filter(id__in=[i for i in ids if isinstance(i, int)])
+                .values_list("id", "text"))
+
+
 # --- Rendering a stored answer ----------------------------------------------------------------------------
 
 @dataclass
@@ -97,13 +113,16 @@ class RenderedAnswer:
                 and not any(links for _text, links in self.segments))
 
 
-def answer_render(*, answer: Answer, readable: dict[int, str]) -> RenderedAnswer:
+def answer_render(*, answer: Answer, readable: dict[int, str], excerpts: dict[int, str] | None = None
+                  ) -> RenderedAnswer:
     """The answer as text segments followed by citation links. A marker becomes a link only if it names a
     source the model was given and the user may still read (`readable`: {document id: title}); anything else
     stays plain text. If any source is no longer readable there is no text at all: it may quote what the user
-    may not read."""
-    sources = [_linked({**s, "title": readable[s["document_id"]]}) for s in answer.sources
-               if s.get("document_id") in readable]
+    may not read. `excerpts` ({chunk id: passage text}, read through the same access check) gives each source
+    its passage, as the stream did while the answer was written."""
+    texts = excerpts or {}
+    sources = [_linked({**s, "title": readable[s["document_id"]], "text": _excerpt(texts.get(s.get("chunk_id")))})
+               for s in answer.sources if s.get("document_id") in readable]
     hidden = len(answer.sources) - len(sources)
     withheld = hidden > 0
     check = answer_check(answer.text, instructions=[SYSTEM_RULES])
@@ -133,9 +152,12 @@ def conversation_page(*, user: AnyUser, conversation: Conversation) -> Conversat
     questions = list(conversation.questions.select_related("answer").order_by("created_at", "id"))
     answers = [q.answer for q in questions if hasattr(q, "answer")]
     readable = _readable_titles(user, {s.get("document_id") for a in answers for s in a.sources})
+    excerpts = _readable_excerpts(user, [s for a in answers for s in a.sources
+                                         if s.get("document_id") in readable])
     return ConversationPage(
         items=[{"question": q,
-                "answer": answer_render(answer=q.answer, readable=readable) if hasattr(q, "answer") else None}
+                "answer": answer_render(answer=q.answer, readable=readable, excerpts=excerpts)
+                if hasattr(q, "answer") else None}
                for q in questions],
         collections=conversation.collections.filter(id__in=collections_readable(user)),
         documents=list(conversation.documents.filter(collection__in=collections_readable(user))),

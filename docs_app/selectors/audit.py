@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from django.db.models import QuerySet, Value
 from django.db.models.functions import Lower
 
 from docs_app.models import AuditEvent
-from docs_app.services.audit import Action
+from docs_app.selectors.audit_names import (
+    audit_details_shown,
+    collection_ids_named,
+    document_ids_named,
+    events_of_collections,
+    events_of_documents,
+)
 
 CSV_COLUMNS = ["id", "created_at", "actor_id", "actor_name", "action", "target_type", "target_id",
                "collection_id", "document_id", "client_address", "outcome", "details", "prev_hash", "hash",
@@ -28,6 +33,8 @@ def audit_events_filter(
     action: str = "",
     collection_id: int | None = None,
     document_id: int | None = None,
+    collection_name: str = "",
+    document_name: str = "",
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[AuditEvent]:
@@ -42,25 +49,17 @@ def audit_events_filter(
         events = events.filter(collection_id_ref=collection_id)
     if document_id is not None:
         events = events.filter(document_id_ref=document_id)
+    # Names match live rows; an event is about a collection or document when it names it, or (a question) was
+    # asked in the collection or shown a passage of the document.
+    if collection_name.strip():
+        events = events.filter(events_of_collections(collection_ids_named(collection_name)))
+    if document_name.strip():
+        events = events.filter(events_of_documents(document_ids_named(document_name)))
     if since is not None:
         events = events.filter(created_at__gte=since)
     if until is not None:
         events = events.filter(created_at__lt=until)
     return events.order_by("-id")
-
-
-# Events written before issue 10 carried document titles, file names and collection names. The chain covers them
-# as stored; the review page and the export show them withheld: ids say which document, names are content.
-_NAME_KEYS = frozenset({"name", "title"})
-_NAMED_ACTIONS = frozenset({Action.UPLOAD, Action.DELETE, Action.COLLECTION_CREATE})
-WITHHELD = "(withheld)"
-
-
-def audit_details_shown(event: AuditEvent) -> dict[str, Any]:
-    details = dict(event.details or {})
-    if event.action in _NAMED_ACTIONS:
-        details.update({key: WITHHELD for key in _NAME_KEYS & details.keys()})
-    return details
 
 
 def _csv_cell(value: object) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, Min, OuterRef, Q, QuerySet, Value, When
 
 from docs_app.models import Collection, Document, DocumentStatus, Page, PageSource
 
@@ -42,7 +42,9 @@ def collection_documents(*, collection: Collection, status: str = "", query: str
             Exists(pages_to_review().filter(document=OuterRef("pk"))))
     if query:
         documents = documents.filter(Q(title__icontains=query) | Q(original_name__icontains=query))
-    return documents
+    # Failures first: they are what a person has to act on; then the newest.
+    failed_first = Case(When(status=DocumentStatus.FAILED, then=Value(0)), default=Value(1))
+    return documents.order_by(failed_first, "-created_at", "-id")
 
 
 def collection_status_counts(*, collection: Collection) -> dict[str, int]:

@@ -38,7 +38,13 @@ def page_text_segments(*, document: Document, page: int, cited: Chunk | None) ->
         segments.append(TextSegment(chunk.text[overlap:], chunk.pk == cited_id))
         covered = chunk.char_end
         previous = chunk.text
-    return [segment for segment in segments if segment.text]
+    # A no-break space joins the words on either side: a line of them cannot wrap and runs out of the panel.
+    # Passages are stored NFKC-normalised (no U+00A0 left); older rows and other no-break spaces are shown as
+    # plain spaces, one character for one, so marks keep their places.
+    return [TextSegment(segment.text.translate(_NO_BREAK), segment.cited) for segment in segments if segment.text]
+
+
+_NO_BREAK = str.maketrans({"\u00a0": " ", "\u2007": " ", "\u202f": " "})
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, Q, QuerySet
 
@@ -42,6 +42,12 @@ def _grants_of(user: AnyUser) -> QuerySet[Grant]:
         return Grant.objects.none()
     auditor = Group.objects.filter(name=AUDITORS_GROUP, user__id=user.pk)
     return Grant.objects.filter(Q(user_id=user.pk) | Q(group__user__id=user.pk)).exclude(Exists(auditor))
+
+
+def user_reviews_audit_only(user: AnyUser) -> bool:
+    """An auditor: reads the audit log and no document, so the library and Ask are nothing to them."""
+    return (isinstance(user, PermissionsMixin) and user.is_authenticated and user.has_perm("docs_app.review_audit")
+            and Group.objects.filter(name=AUDITORS_GROUP, user__id=user.pk).exists())
 
 
 def collections_with(user: AnyUser, ability: Ability) -> QuerySet[Collection]:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from docs_app.models import Collection, Document, DocumentStatus
+from docs_app.models import Collection, Document, DocumentStatus, UploadItem
 from docs_app.pipeline.pdf_extract import ExtractionError, pdf_validate
 from docs_app.services.actor import Actor
 from docs_app.services.answering import answers_redact_for_document
@@ -33,6 +33,7 @@ from docs_app.storage import (
 )
 
 _COPY_BLOCK = 1024 * 1024
+ERASED_NAME = "(erased)"
 
 
 # Said when a file was stored and recorded but its message could not reach the queue (Redis unreachable).
@@ -47,6 +48,7 @@ class UploadOutcome:
     reason: str = ""
     document_id: int | None = None
     note: str = ""
+    archive: str = ""  # where an archive member came from: "contracts.zip/2010"
 
 
 def _title_from_name(name: str) -> str:
@@ -172,6 +174,8 @@ def document_delete(*, document: Document, actor: Actor) -> None:
         # The receipt the README promises: id, SHA-256 of the original, who, when. Never the title or file name.
         receipt = {"sha256": document.sha256, "size_bytes": document.size_bytes, "page_count": document.page_count}
         redacted = answers_redact_for_document(document_id=document_id, collection_id=document.collection_id)
+        # Upload reports keep what happened to the file, not its name.
+        UploadItem.objects.filter(document_id=document_id).update(name=ERASED_NAME, archive="")
         document.chunks.all().delete()
         document.delete()
         audit_record(action=Action.DELETE, actor=actor, target_type="document",

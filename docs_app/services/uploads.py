@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from django.conf import settings
 
-from docs_app.models import Collection
+from docs_app.models import Collection, UploadBatch, UploadItem
 from docs_app.pipeline.pdf_extract import ExtractionError
 from docs_app.services.actor import Actor
 from docs_app.services.documents import UploadOutcome, document_upload, upload_rejected
@@ -29,13 +29,41 @@ if TYPE_CHECKING:
 _DAMAGED_MEMBER = (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError)
 
 
+# What a file the browser would not send is recorded with (it never reached the server).
+NOT_SENT_REASON = "not a PDF or .zip archive (not sent)"
+
+
+def upload_batch_create(*, collection: Collection, actor: Actor, not_sent: Iterable[str] = ()) -> UploadBatch:
+    """A new upload report; the files the browser refused to send (by extension) are its first lines. The
+    caller checked the role."""
+    batch = UploadBatch.objects.create(collection=collection, created_by=actor.account)
+    UploadItem.objects.bulk_create([UploadItem(batch=batch, name=name[:500], status="rejected",
+                                               reason=NOT_SENT_REASON) for name in not_sent])
+    return batch
+
+
+def upload_batch_record(*, batch: UploadBatch, outcomes: Iterable[UploadOutcome]) -> None:
+    UploadItem.objects.bulk_create([
+        UploadItem(batch=batch, name=o.name[:500], archive=o.archive[:500], status=o.status, reason=o.reason[:500],
+                   document_id=o.document_id) for o in outcomes])
+
+
 def uploads_accept(
     *,
     collection: Collection,
     files: Iterable[UploadedFile[bytes]],
     actor: Actor,
-) -> list[UploadOutcome]:
-    """Store every file of one upload request; .zip files are expanded. The caller checked the role."""
+    batch: UploadBatch | None = None,
+) -> tuple[UploadBatch, list[UploadOutcome]]:
+    """Store every file of one upload request; .zip files are expanded. Each outcome is added to `batch` (the
+    browser sends a batch's files one request each), or to a new batch. The caller checked the role."""
+    batch = batch if batch is not None else upload_batch_create(collection=collection, actor=actor)
+    outcomes = _accept(collection=collection, files=files, actor=actor)
+    upload_batch_record(batch=batch, outcomes=outcomes)
+    return batch, outcomes
+
+
+def _accept(*, collection: Collection, files: Iterable[UploadedFile[bytes]], actor: Actor) -> list[UploadOutcome]:
     outcomes: list[UploadOutcome] = []
     limit = settings.UPLOAD_MAX_FILES
     for index, upload in enumerate(files):
@@ -84,18 +112,23 @@ def zip_upload(
 
 def _member_upload(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, archive: str, collection: Collection,
                    actor: Actor) -> UploadOutcome:
-    label = f"{archive}/{info.filename}"
+    # A member is labelled by its own name; where it sat in the archive is said beside it.
+    path = PurePosixPath(info.filename.replace("\\", "/"))
+    label = path.name or info.filename
+    folder = str(path.parent) if str(path.parent) not in {".", "/"} else ""
+    where = f"{archive}/{folder}" if folder else archive
     reason = _member_problem(info)
     if reason:
-        return upload_rejected(name=label, reason=reason, collection=collection, actor=actor)
+        return dataclasses.replace(upload_rejected(name=label, reason=reason, collection=collection, actor=actor),
+                                   archive=where)
     try:
         with zf.open(info) as member:
             outcome = document_upload(collection=collection, name=info.filename,
                                       source=cast(IO[bytes], _MemberReader(member)), actor=actor)
     except _DAMAGED_MEMBER:
-        return upload_rejected(name=label, reason="damaged inside the archive", collection=collection,
-                               actor=actor)
-    return dataclasses.replace(outcome, name=label)
+        return dataclasses.replace(upload_rejected(name=label, reason="damaged inside the archive",
+                                                   collection=collection, actor=actor), archive=where)
+    return dataclasses.replace(outcome, name=label, archive=where)
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str:

@@ -22,7 +22,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from docs_app.models import AuditEvent
-from docs_app.selectors.audit import audit_csv_rows, audit_details_shown, audit_events_filter
+from docs_app.selectors.audit import audit_csv_rows, audit_events_filter
+from docs_app.selectors.audit_names import (
+    audit_collection_names,
+    audit_filters_recorded,
+    audit_people,
+    audit_rows,
+)
 from docs_app.services.audit import ALL_ACTIONS, Action, audit_record
 from docs_app.services.audit_verification import audit_verify_incremental
 from docs_app.web import request_actor
@@ -31,10 +37,13 @@ PAGE_SIZE = 50
 
 
 class AuditFilterForm(forms.Form):
-    user = forms.CharField(required=False, max_length=150, label="User name")
+    user = forms.CharField(required=False, max_length=150, label="Person",
+                           widget=forms.TextInput(attrs={"list": "audit-people", "autocomplete": "off"}))
     action = forms.ChoiceField(required=False, choices=[("", "Any action"), *[(a, a) for a in ALL_ACTIONS]])
-    collection = forms.IntegerField(required=False, min_value=1, label="Collection ID")
-    document = forms.IntegerField(required=False, min_value=1, label="Document ID")
+    # Names as a person knows them (part of one is enough); a number also matches an id, as in an export.
+    collection = forms.CharField(required=False, max_length=200, label="Collection",
+                                 widget=forms.TextInput(attrs={"list": "audit-collections", "autocomplete": "off"}))
+    document = forms.CharField(required=False, max_length=200, label="Document (title or file name)")
     since = forms.DateField(required=False, label="From (UTC)",
                             widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To (UTC, inclusive)",
@@ -46,8 +55,8 @@ class AuditFilterForm(forms.Form):
         return {
             "actor_name": data.get("user") or "",
             "action": data.get("action") or "",
-            "collection_id": data.get("collection"),
-            "document_id": data.get("document"),
+            "collection_name": (data.get("collection") or "").strip(),
+            "document_name": (data.get("document") or "").strip(),
             "since": datetime.combine(since, time.min, tzinfo=UTC) if since else None,
             "until": datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC) if until else None,
         }
@@ -71,7 +80,8 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     chain = audit_verify_incremental(budget_s=settings.AUDIT_PAGE_VERIFY_MS / 1000)
     return render(request, "audit/list.html", {
         "form": form, "page": page, "chain": chain, "query": query.urlencode(),
-        "rows": [(event, audit_details_shown(event)) for event in page],
+        "rows": audit_rows(page.object_list),
+        "people": audit_people(), "collections": audit_collection_names(),
     })
 
 
@@ -85,7 +95,8 @@ class _Echo:
 @permission_required("docs_app.review_audit", raise_exception=True)
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     _, filters, events = _filtered(request)
-    serialisable = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items() if v}
+    serialisable = {k: v.isoformat() if isinstance(v, datetime) else v
+                    for k, v in audit_filters_recorded(filters).items() if v}
     export = audit_record(action=Action.AUDIT_EXPORT, actor=request_actor(request),
                           target_type="audit", details={"filters": serialisable, "rows": events.count()})
     # The export is a snapshot up to (not including) its own event: the row count recorded above holds.

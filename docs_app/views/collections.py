@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from docs_app.models import Collection, Grant, Role
+from docs_app.selectors.people import people_pickable, user_named
 from docs_app.services.access import Ability, collection_ability, collection_get
 from docs_app.services.grants import (
     GRANTABLE_ROLES,
@@ -56,7 +56,10 @@ class PrincipalForm(forms.Form):
     """One user or one group, named as people know them; resolved to the row in `clean`."""
 
     kind = forms.ChoiceField(label="User or group", choices=[("user", "User"), ("group", "Group")])
-    name = forms.CharField(label="Name", max_length=150, help_text="A user name or a group name, exactly.")
+    name = forms.CharField(label="Name", max_length=150,
+                           help_text="Start typing a name and pick from the list: a user name, a person's full "
+                                     "name or a group name.",
+                           widget=forms.TextInput(attrs={"list": "people", "autocomplete": "off"}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -64,14 +67,14 @@ class PrincipalForm(forms.Form):
         if not name:
             return data
         if kind == "user":
-            user_model = get_user_model()
-            data["user"] = user_model.objects.filter(**{user_model.USERNAME_FIELD: name}).first()
+            data["user"] = user_named(name)
             if data["user"] is None:
-                self.add_error("name", f"No user is named “{name}”.")
+                self.add_error("name", f"No user is called “{name}”. Pick one from the list, or type their user "
+                                       "name or full name.")
         else:
-            data["group"] = Group.objects.filter(name=name).first()
+            data["group"] = Group.objects.filter(name=name.strip().removesuffix("(group)").strip()).first()
             if data["group"] is None:
-                self.add_error("name", f"No group is named “{name}”.")
+                self.add_error("name", f"No group is called “{name}”. Pick one from the list.")
         return data
 
     def principal(self) -> dict[str, Any]:
@@ -120,6 +123,7 @@ def _access_page(request: HttpRequest, collection: Collection, *, grant_form: Gr
         "walls": [(grant, name) for grant, name in rows if grant.role == Role.DENY],
         "grant_form": grant_form or GrantForm(prefix="grant"),
         "wall_form": wall_form or PrincipalForm(prefix="wall"),
+        "people": people_pickable(),
     })
 
 

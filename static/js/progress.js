@@ -73,8 +73,23 @@
       .catch(function () { /* the next upload or a reload shows the table */ });
   }
 
+  // Files just uploaded are rows of the table at once (queued), not only lines of the upload list. Each new
+  // document asks for one refresh at most: on another page of the table, or outside its filter, it stays absent.
+  var fetchedFor = new Set();
+  function missingRows() {
+    var shown = new Set();
+    root.querySelectorAll("[data-document-id]").forEach(function (el) { shown.add(el.getAttribute("data-document-id")); });
+    var missing = false;
+    document.querySelectorAll("#upload-list [data-document-id]").forEach(function (el) {
+      var id = el.getAttribute("data-document-id");
+      if (!shown.has(id) && !fetchedFor.has(id)) { fetchedFor.add(id); missing = true; }
+    });
+    return missing;
+  }
+
   function poll() {
     timer = null;
+    if (missingRows()) { refreshTable(); return; }
     collect();
     if (watched.size === 0) {
       if (changed) { changed = false; refreshTable(); }

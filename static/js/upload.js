@@ -14,6 +14,9 @@
   var LABELS = { queued: "Uploaded", duplicate: "Duplicate", rejected: "Rejected", error: "Not uploaded" };
   var queue = [];
   var running = 0;
+  var report = document.getElementById("upload-report");
+  var batchUrl = form.getAttribute("data-batch-url");
+  var batchId = "";
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -33,7 +36,11 @@
 
   function setOutcome(li, outcome) {
     li.setAttribute("data-outcome", outcome.status);
-    li.querySelector(".name").textContent = outcome.name;
+    // Problems first: a file not added goes to the top of the list, where it is seen without scrolling.
+    if (outcome.status === "rejected" || outcome.status === "error") { list.prepend(li); }
+    var label = li.querySelector(".name");
+    label.textContent = outcome.name;
+    if (outcome.archive) { label.append(el("span", "muted small archive", " in " + outcome.archive)); }
     var state = li.querySelector(".item-state");
     state.textContent = "";
     state.append(el("span", "outcome", LABELS[outcome.status] || outcome.status));
@@ -83,6 +90,7 @@
     var body = new FormData();
     body.append("csrfmiddlewaretoken", token);
     body.append("files", job.file, job.file.name);
+    if (job.batch) { body.append("batch", job.batch); }
     var xhr = new XMLHttpRequest();
     xhr.open("POST", form.action);
     xhr.setRequestHeader("Accept", "application/json");
@@ -117,16 +125,44 @@
     while (running < PARALLEL && queue.length) { send(queue.shift()); }
   }
 
+  // One upload is one report the server keeps (an upload batch): it is opened first, with the files refused
+  // here by their extension, and every file sent names it. If it cannot be opened, each request makes its own.
+  function openBatch(refused) {
+    if (!batchUrl || !window.fetch) { return Promise.resolve(""); }
+    var body = new FormData();
+    body.append("csrfmiddlewaretoken", token);
+    refused.forEach(function (name) { body.append("not_sent", name); });
+    return fetch(batchUrl, { method: "POST", body: body, credentials: "same-origin",
+                             headers: { Accept: "application/json", "X-CSRFToken": token } })
+      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+      .then(function (batch) {
+        if (report) {
+          report.querySelector("a").href = batch.url;
+          report.hidden = false;
+        }
+        return String(batch.id);
+      })
+      .catch(function () { return ""; });
+  }
+
   function enqueue(files) {
+    var jobs = [];
+    var refused = [];
     files.forEach(function (file) {
-      var li = newItem(file.webkitRelativePath || file.name);
+      var name = file.webkitRelativePath || file.name;
+      var li = newItem(name);
       if (!ACCEPTED.test(file.name)) {
-        setOutcome(li, { name: file.webkitRelativePath || file.name, status: "rejected", reason: "not a PDF or .zip (not sent)" });
+        setOutcome(li, { name: name, status: "rejected", reason: "not a PDF or .zip (not sent)" });
+        refused.push(name);
         return;
       }
-      queue.push({ file: file, li: li });
+      jobs.push({ file: file, li: li });
     });
-    pump();
+    openBatch(refused).then(function (id) {
+      batchId = id;
+      jobs.forEach(function (job) { job.batch = batchId; queue.push(job); });
+      pump();
+    });
   }
 
   form.addEventListener("submit", function (event) {

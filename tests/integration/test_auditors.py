@@ -1,5 +1,6 @@
-"""Auditors read the log and no document; names of documents and collections stay out of what auditors and
-administrators see where ids do (issue 10, item 8). Through the real views, admin and export."""
+"""Auditors read the log and no document; names of documents and collections stay out of the log, its export and
+the admin, where ids do (issue 10, item 8); the audit page names them from live rows (issue 12). Through the real
+views, admin and export."""
 
 from __future__ import annotations
 
@@ -74,7 +75,10 @@ def test_the_export_and_the_admin_show_ids_not_names(people) -> None:
     rows = list(csv.DictReader(io.StringIO(export)))
     assert {"document.upload", "document.delete", "collection.create"} <= {row["action"] for row in rows}
     assert "Hollowbrook" not in export
-    assert "Hollowbrook" not in _client(people["auditor"]).get("/audit/").content.decode()
+    # The page names what still exists from the live rows (issue 12, point 6): the matter, not the erased file.
+    page = _client(people["auditor"]).get("/audit/").content.decode()
+    assert SECRET_MATTER in page
+    assert "custody-evaluation" not in page and "Hollowbrook-photo" not in page and ">erased<" in page
 
     other = collection_create(name="Other", actor=Actor(user=manager))
     kept = Document.objects.create(collection=other, title="Hollowbrook custody", original_name=SECRET_FILE,

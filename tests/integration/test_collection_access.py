@@ -138,8 +138,8 @@ def test_unknown_names_and_a_standing_wall_are_form_errors(matter: Collection, b
         nobody = client.post(url, {"action": "grant", "grant-kind": "user", "grant-name": "ghost",
                                    "grant-role": "viewer"})
         no_group = client.post(url, {"action": "wall", "wall-kind": "group", "wall-name": "Ghosts"})
-    assert nobody.status_code == 200 and "No user is named “ghost”." in nobody.content.decode()
-    assert no_group.status_code == 200 and "No group is named “Ghosts”." in no_group.content.decode()
+    assert nobody.status_code == 200 and "No user is called “ghost”." in nobody.content.decode()
+    assert no_group.status_code == 200 and "No group is called “Ghosts”." in no_group.content.decode()
     assert events == [] and _roles(matter) == {"boss": Role.MANAGER}
 
     wall_set(collection=matter, user=_user("walled"), actor=Actor(boss))
@@ -232,3 +232,22 @@ def test_every_form_needs_the_csrf_token(matter: Collection, boss: User) -> None
     # The page itself carries the token in every form it renders.
     html = strict.get(url).content.decode()
     assert html.count("<form") == html.count('name="csrfmiddlewaretoken"') == 4  # with the logout form
+
+
+def test_a_colleague_is_picked_by_full_name_and_an_ambiguous_name_is_refused(matter: Collection, boss: User) -> None:
+    """Issue 12, point 8: people know each other by name, not by user name; the picker lists active colleagues."""
+    client, url = logged_in(boss), _access(matter)
+    make_user("pat", first_name="Pat", last_name="Paralegal")
+    make_user("sam1", first_name="Sam", last_name="Smith")
+    make_user("sam2", first_name="Sam", last_name="Smith")
+    make_user("old", first_name="Old", last_name="Timer", is_active=False)
+    page = client.get(url).content.decode()
+    assert '<option value="pat">Pat Paralegal (user)</option>' in page and "Old Timer" not in page
+    for typed in ("Pat Paralegal", "pat paralegal", "Pat Paralegal (user)", "PAT"):
+        client.post(url, {"action": "grant", "grant-kind": "user", "grant-name": typed, "grant-role": "viewer"})
+        assert _roles(matter).get("pat") == Role.VIEWER, typed
+        Grant.objects.filter(user__username="pat").delete()
+    refused = client.post(url, {"action": "grant", "grant-kind": "user", "grant-name": "Sam Smith",
+                                "grant-role": "viewer"}).content.decode()
+    assert 'class="errorlist' in refused and "No user is called “Sam Smith”" in refused
+    assert "sam1" not in _roles(matter) and "sam2" not in _roles(matter)

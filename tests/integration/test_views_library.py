@@ -147,11 +147,13 @@ def test_zip_members_each_get_an_outcome_and_names_never_reach_the_disk(collecti
     })
     response = client.post(f"/collections/{collection.pk}/upload/", {"files": [archive]}, headers=JSON)
     outcomes = {o["name"]: o for o in response.json()["outcomes"]}
-    assert set(outcomes) == {"batch.zip/contracts/2010/sponsorship.pdf", "batch.zip/contracts/readme.txt",
-                             "batch.zip/../../escaped.pdf"}
-    assert outcomes["batch.zip/contracts/2010/sponsorship.pdf"]["status"] == "queued"
-    assert outcomes["batch.zip/contracts/readme.txt"]["reason"] == "not a PDF (.txt file)"
-    assert "unsafe path" in outcomes["batch.zip/../../escaped.pdf"]["reason"]
+    # Each member by its own name (issue 12, point 8); where it sat in the archive beside it.
+    assert set(outcomes) == {"sponsorship.pdf", "readme.txt", "escaped.pdf"}
+    assert outcomes["sponsorship.pdf"]["status"] == "queued"
+    assert outcomes["sponsorship.pdf"]["archive"] == "batch.zip/contracts/2010"
+    assert outcomes["readme.txt"]["reason"] == "not a PDF (.txt file)"
+    assert "unsafe path" in outcomes["escaped.pdf"]["reason"]
+    assert outcomes["escaped.pdf"]["archive"] == "batch.zip/../.."
     document = Document.objects.get()
     assert document.title == "sponsorship" and document.original_name == "sponsorship.pdf"
     data_dir = Path(settings.DATA_DIR)
@@ -328,3 +330,17 @@ def test_status_page_says_whether_ocr_can_run_and_what_to_install(redis_server: 
     settings.OCR_LANGUAGES = "eng+xyz"
     html = admin.get("/status/").content.decode()
     assert 'id="ocr-state" class="bad">cannot run here' in html and "tesseract-ocr-xyz" in html
+
+
+def test_the_page_text_shows_no_break_spaces_as_spaces(collection: Collection, ready_document: Document) -> None:
+    """Issue 12, point 8: a line joined by U+00A0 cannot wrap and ran out of the page-text panel. Passages are
+    stored NFKC-normalised now; a row written before (or another no-break space) is shown with plain spaces."""
+    chunk = ready_document.chunks.filter(page=1).order_by("ordinal").first()
+    assert chunk is not None
+    chunk.text = "THIS\u00a0JOINT\u00a0VENTURE\u00a0AGREEMENT\u202fis made " + chunk.text
+    chunk.save(update_fields=["text"])
+    reader = logged_in(_user("reader", collection, Role.VIEWER))
+    page = reader.get(f"/documents/{ready_document.pk}/?page=1").content.decode()
+    text = page.split('<div class="text">', 1)[1].split("</div>", 1)[0]
+    assert "THIS JOINT VENTURE AGREEMENT is made" in text
+    assert "\u00a0" not in text and "\u202f" not in text

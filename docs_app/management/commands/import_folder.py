@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from docs_app.models import Collection
 from docs_app.services.actor import Actor
 from docs_app.services.documents import UploadOutcome, document_upload
+from docs_app.services.uploads import upload_batch_create, upload_batch_record
 
 
 class Command(BaseCommand):
@@ -40,10 +42,15 @@ class Command(BaseCommand):
         if options["limit"]:
             files = files[: options["limit"]]
         outcomes: list[UploadOutcome] = []
+        # The import's report is kept like a browser upload's (the collection page's "Recent uploads").
+        batch = upload_batch_create(collection=collection, actor=Actor(user=user))
         for index, path in enumerate(files, start=1):
             with path.open("rb") as source:
-                outcomes.append(document_upload(collection=collection, name=path.name, source=source,
-                                                actor=Actor(user=user)))
+                outcome = document_upload(collection=collection, name=path.name, source=source, actor=Actor(user=user))
+            folder = path.parent.relative_to(root).as_posix()
+            outcome = dataclasses.replace(outcome, archive=f"{root.name}/{folder}" if folder != "." else root.name)
+            upload_batch_record(batch=batch, outcomes=[outcome])
+            outcomes.append(outcome)
             self._progress(index, len(files))
         self._summary(outcomes)
         if any(o.status == "rejected" for o in outcomes):
