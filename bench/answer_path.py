@@ -91,7 +91,7 @@ def _app_side(collection: Any, questions: list[str]) -> tuple[list[dict[str, flo
         figures.append({"ttft_s": first - started, "tokens": pieces,
                         "tokens_per_s": (pieces - 1) / (last - first) if pieces > 1 and last > first else 0.0})
         question = Question.objects.get(answer__pk=answer.pk)
-        _hits, relevant = answer_evidence(question)
+        relevant = answer_evidence(question).relevant
         messages, _shown = answer_prompt(question, relevant=relevant, model=registry.language_model())
         prompts.append(messages)
     return figures, prompts

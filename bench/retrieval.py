@@ -101,6 +101,10 @@ def main() -> None:
     parser.add_argument("--no-phrasings", dest="phrasings", action="store_false",
                         help="only the benchmark's own form (LegalBench-RAG questions are also asked in natural "
                              "phrasings by default: bench/phrasings.py)")
+    parser.add_argument("--abstention", type=Path, metavar="QUESTIONS",
+                        help="also measure abstention: these questions (JSON lines with a 'question', e.g. "
+                             "PubMedQA's against contracts) and the benchmark's asked in a scope without their "
+                             "document are unanswerable; the benchmark's own, named, are answerable")
     parser.add_argument("--scope-size", type=int, default=10,
                         help="documents in the scope of an unnamed question (the right one and others)")
     args = parser.parse_args()
@@ -164,6 +168,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         print(json.dumps(figures))
         return
     figures.update(evaluate(user=user, queries=queries, by_name=by_name, args=args))
+    if args.abstention:
+        figures["abstention"] = abstention(user=user, queries=queries, by_name=by_name, args=args)
     latency = figures["retrieval_ms"]
     print(f"hybrid retrieval latency p50 {latency['p50']} ms, p95 {latency['p95']} ms")
     if args.ttft_runs > 0:
@@ -223,6 +229,73 @@ def evaluate(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, int
               flush=True)
     figures["retrieval_ms"] = {"p50": round(statistics.median(latencies), 1),
                                "p95": round(statistics.quantiles(latencies, n=20)[18], 1)}
+    return figures
+
+
+def abstention(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, int],
+               args: argparse.Namespace) -> dict[str, Any]:
+    """How well the answer path's evidence rule (services.answering.answer_evidence) tells questions the documents
+    answer from those they do not.
+
+    Answerable: each benchmark question (LegalBench-RAG's named in natural words, "named first"), over the whole
+    corpus.
+    Unanswerable: the same question asked in a scope of --scope-size documents without its own (the office asks
+    about a contract that is not in the matter), and the --abstention questions (another domain) over the whole
+    corpus. Abstention recall (unanswerable abstained on), precision (abstentions that were right) and the share
+    of answerable questions abstained on, for the app's rule (best passage's similarity under the threshold, or a
+    name in the question that no passage of the scope holds) and for similarity alone on a grid of thresholds."""
+    from django.conf import settings
+
+    from bench.phrasings import rephrase
+    from docs_app.selectors.retrieval import chunks_retrieve, names_absent_from_scope
+    from docs_app.services.answering import MIN_SIMILARITY
+
+    def observe(question: str, scope: list[int] | None) -> tuple[float, bool]:
+        found = chunks_retrieve(user=user, query=question, document_ids=scope, k=settings.ANSWER_MAX_SOURCES)
+        absent = names_absent_from_scope(user=user, query=question, document_ids=scope)
+        return max((hit.similarity for hit in found), default=0.0), bool(absent)
+
+    all_documents = sorted(by_name.values())
+    sets: dict[str, list[tuple[float, bool]]] = {"answerable": [], "document_absent": [], "other_domain": []}
+    for query in queries:
+        gold = by_name.get(query["pdf"])
+        if gold is None:
+            continue
+        question = query["question"]
+        if question.startswith("Consider ") and ";" in question:  # LegalBench-RAG's form: ask it naturally
+            question = rephrase(question, "named_first", key=query["id"], seed=args.seed)
+        sets["answerable"].append(observe(question, None))
+        rng = random.Random(f"{args.seed}:{query['id']}:absent")
+        others = [d for d in all_documents if d != gold]
+        sets["document_absent"].append(observe(question, rng.sample(others, min(len(others), args.scope_size))))
+    foreign = [json.loads(line)["question"] for line in args.abstention.read_text().splitlines() if line.strip()]
+    sets["other_domain"] = [observe(question, None) for question in foreign[: len(queries)]]
+
+    def at(threshold: float, *, names: bool) -> dict[str, Any]:
+        def abstains(seen: tuple[float, bool]) -> bool:
+            return seen[0] < threshold or (names and seen[1])
+
+        share = {name: sum(map(abstains, seen)) / len(seen) for name, seen in sets.items()}
+        unanswerable = sets["document_absent"] + sets["other_domain"]
+        right = sum(map(abstains, unanswerable))
+        wrong = sum(map(abstains, sets["answerable"]))
+        return {"threshold": round(threshold, 3), "names": names, "recall": round(right / len(unanswerable), 3),
+                "recall_other_domain": round(share["other_domain"], 3),
+                "recall_document_absent": round(share["document_absent"], 3),
+                "precision": round(right / (right + wrong), 3) if right + wrong else 1.0,
+                "false_abstention": round(share["answerable"], 3)}
+
+    figures: dict[str, Any] = {name: len(seen) for name, seen in sets.items()}
+    figures["best_similarity_p50"] = {name: round(statistics.median(s for s, _ in seen), 3)
+                                      for name, seen in sets.items()}
+    figures["names_absent_share"] = {name: round(sum(a for _, a in seen) / len(seen), 3) for name, seen in sets.items()}
+    figures["app"] = at(MIN_SIMILARITY, names=True)
+    figures["similarity_only"] = [at(t / 100, names=False) for t in range(20, 56, 5)]
+    for row in [figures["app"], *figures["similarity_only"]]:
+        rule = "app rule" if row["names"] else "similarity only"
+        print(f"{rule:15s} below {row['threshold']:.2f}: recall {row['recall']:.3f} (other domain "
+              f"{row['recall_other_domain']:.3f}, document absent {row['recall_document_absent']:.3f}), precision "
+              f"{row['precision']:.3f}, answerable abstained {row['false_abstention']:.3f}", flush=True)
     return figures
 
 

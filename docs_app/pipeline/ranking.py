@@ -210,8 +210,27 @@ def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[Sequenc
     ordered = sorted(scores, key=lambda c: (-scores[c], c))
     if focus is None and not focused_scope:
         ordered = _each_document_first(ordered, owners)
-    return Ranking(ordered=ordered, scores=scores, asked=[asking], vectors=[vectors[asking]], named=named,
-                   from_previous=from_previous)
+    # Similarity to what is asked, and to the whole question: a passage that answers it often says the names
+    # the asking part leaves out (the abstention threshold was set on whole questions).
+    return Ranking(ordered=ordered, scores=scores, asked=texts, vectors=[vectors[text] for text in texts],
+                   named=named, from_previous=from_previous)
+
+
+def names_absent(question: str, *, index: SearchIndex) -> list[str]:
+    """The words the question uses as names (capitalised, past its first word, not function or generic words)
+    that no passage of the scope holds, as the question wrote them: a question about "the Ginares agreement" in a
+    matter that never mentions Ginares is about something these documents do not hold, however close other
+    contracts' clauses come to what it asks."""
+    candidates: dict[str, str] = {}
+    words = question_words(question)
+    for before, word in zip([None, *words], words, strict=False):
+        sentence_start = before is None or bool(re.search(r"[.?!:;]\s*$", question[before.end:word.start]))
+        if word.raw[:1].isupper() and not sentence_start and is_content(word.token):
+            candidates.setdefault(word.token, word.raw)
+    if not candidates:
+        return []
+    frequency = index.document_frequency({(token,) for token in candidates})
+    return [raw for token, raw in candidates.items() if not frequency.get((token,), 0)]
 
 
 def _what_is_asked(question: str, named: list[Mention], *, index: SearchIndex) -> str:

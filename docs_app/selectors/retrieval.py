@@ -35,6 +35,7 @@ from docs_app.pipeline.ranking import (
     RankingOptions,
     fts5_phrase,
     fts5_query,
+    names_absent,
     passages_rank,
 )
 from docs_app.selectors.keywords import fts5_rows, readable_share
@@ -94,19 +95,34 @@ def chunks_retrieve(
     readable), narrowed to the chosen documents (None: all of them). `previous` is the question asked before
     it in the same conversation: a follow-up that names no document is asked about the ones it named."""
     options = options or RankingOptions()
-    allowed = allowed_collection_ids(user=user, collection_ids=collection_ids)
-    if not allowed or not query.strip() or k <= 0:
+    index = _scope_index(user=user, collection_ids=collection_ids, document_ids=document_ids)
+    if index is None or not query.strip() or k <= 0:
         return []
+    embedder = registry.embedder()
+    ranking = passages_rank(query, index=index, embed=embedder.embed, options=options, previous=previous)
+    return _recheck(user=user, allowed=index.collection_ids, document_ids=index.document_ids,
+                    ordered=ranking.ordered, scores=ranking.scores, question_vectors=np.stack(ranking.vectors), k=k)
+
+
+def names_absent_from_scope(*, user: AnyUser, query: str, collection_ids: Iterable[int] | None = None,
+                            document_ids: Iterable[int] | None = None) -> list[str]:
+    """The names the question uses that no passage the user may search here holds (pipeline.ranking.names_absent)."""
+    index = _scope_index(user=user, collection_ids=collection_ids, document_ids=document_ids)
+    return names_absent(query, index=index) if index is not None else []
+
+
+def _scope_index(*, user: AnyUser, collection_ids: Iterable[int] | None,
+                 document_ids: Iterable[int] | None) -> ScopeIndex | None:
+    """What the user may search now within the requested collections and documents; None: nothing."""
+    allowed = allowed_collection_ids(user=user, collection_ids=collection_ids)
+    if not allowed:
+        return None
     scope_documents = None
     if document_ids is not None:
         scope_documents = allowed_document_ids(user=user, document_ids=document_ids, collection_ids=allowed)
         if not scope_documents:
-            return []
-    index = ScopeIndex(collection_ids=allowed, document_ids=scope_documents)
-    embedder = registry.embedder()
-    ranking = passages_rank(query, index=index, embed=embedder.embed, options=options, previous=previous)
-    return _recheck(user=user, allowed=allowed, document_ids=scope_documents, ordered=ranking.ordered,
-                    scores=ranking.scores, question_vectors=np.stack(ranking.vectors), k=k)
+            return None
+    return ScopeIndex(collection_ids=allowed, document_ids=scope_documents)
 
 
 class ScopeIndex:
@@ -114,16 +130,16 @@ class ScopeIndex:
     Keyword ranking is SQLite FTS5 BM25 (ts_rank_cd on PostgreSQL); dense ranking is the vector store."""
 
     def __init__(self, *, collection_ids: list[int], document_ids: list[int] | None) -> None:
-        self._collection_ids = collection_ids
-        self._document_ids = document_ids
+        self.collection_ids = collection_ids
+        self.document_ids = document_ids
         self._count: int | None = None
         self._frequency: dict[tuple[str, ...], int] = {}
 
     def document_count(self) -> int:
         if self._count is None:
-            documents = Document.objects.filter(status=DocumentStatus.READY, collection_id__in=self._collection_ids)
-            if self._document_ids is not None:
-                documents = documents.filter(id__in=self._document_ids)
+            documents = Document.objects.filter(status=DocumentStatus.READY, collection_id__in=self.collection_ids)
+            if self.document_ids is not None:
+                documents = documents.filter(id__in=self.document_ids)
             self._count = documents.count()
         return self._count
 
@@ -155,7 +171,7 @@ class ScopeIndex:
 
     def document_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         missing = [unit for unit in units if unit not in self._frequency]
-        self._frequency.update(self._count_matching(missing, "COUNT(DISTINCT c.document_id)", self._document_ids))
+        self._frequency.update(self._count_matching(missing, "COUNT(DISTINCT c.document_id)", self.document_ids))
         return {unit: self._frequency[unit] for unit in units}
 
     def dense(self, vector: npt.NDArray[np.float32], *, limit: int,
@@ -166,14 +182,14 @@ class ScopeIndex:
         if documents is not None and not documents:
             return []
         hits = registry.vector_store().query(
-            embedding=vector, k=limit, collection_ids=self._collection_ids, document_ids=documents,
-            readable_share=readable_share(self._collection_ids) if documents is None else None)
+            embedding=vector, k=limit, collection_ids=self.collection_ids, document_ids=documents,
+            readable_share=readable_share(self.collection_ids) if documents is None else None)
         keys = [key for key in (chunk_vector_key(hit.vector_id) for hit in hits) if key is not None]
         if not keys:
             return []
         rows = Chunk.objects.filter(
             document_id__in={d for d, _, _ in keys}, ordinal__in={o for _, _, o in keys},
-            document__status=DocumentStatus.READY, document__collection_id__in=self._collection_ids,
+            document__status=DocumentStatus.READY, document__collection_id__in=self.collection_ids,
         ).values_list("id", "document_id", "ordinal", "document__version")
         current = {(d, v, o): chunk_id for chunk_id, d, o, v in rows}
         return [current[key] for key in keys if key in current]
@@ -193,7 +209,7 @@ class ScopeIndex:
             params = [" | ".join(_tsquery_words(terms)), *params, limit]
         else:
             # FTS5 ranks only the scope's passages, inside the index (selectors.keywords).
-            rows = fts5_rows(list(terms), collection_ids=self._collection_ids, limit=limit,
+            rows = fts5_rows(list(terms), collection_ids=self.collection_ids, limit=limit,
                              document_ids=documents)
             return [chunk_id for chunk_id, _document_id in rows]
         with connection.cursor() as cursor:
@@ -203,7 +219,7 @@ class ScopeIndex:
     def term_shares(self, terms: Sequence[str], *, document_ids: Sequence[int] | None) -> dict[str, float]:
         documents = self._narrowed(document_ids)
         total = Chunk.objects.filter(document__status=DocumentStatus.READY,
-                                     document__collection_id__in=self._collection_ids)
+                                     document__collection_id__in=self.collection_ids)
         if documents is not None:
             total = total.filter(document_id__in=documents)
         count = total.count()
@@ -219,15 +235,15 @@ class ScopeIndex:
 
     def _narrowed(self, document_ids: Sequence[int] | None) -> list[int] | None:
         if document_ids is None:
-            return self._document_ids
-        if self._document_ids is None:
+            return self.document_ids
+        if self.document_ids is None:
             return list(document_ids)
-        return [d for d in document_ids if d in set(self._document_ids)]
+        return [d for d in document_ids if d in set(self.document_ids)]
 
     def _scope_sql(self, document_ids: Sequence[int] | None = None) -> tuple[str, list[Any]]:
-        documents = self._document_ids if document_ids is None else document_ids
-        where = ["d.status = %s", f"d.collection_id IN ({', '.join(['%s'] * len(self._collection_ids))})"]
-        params: list[Any] = [DocumentStatus.READY.value, *self._collection_ids]
+        documents = self.document_ids if document_ids is None else document_ids
+        where = ["d.status = %s", f"d.collection_id IN ({', '.join(['%s'] * len(self.collection_ids))})"]
+        params: list[Any] = [DocumentStatus.READY.value, *self.collection_ids]
         if documents is not None:
             where.append(f"d.id IN ({', '.join(['%s'] * len(documents))})" if documents else "1 = 0")
             params += list(documents)

@@ -39,6 +39,7 @@ from docs_app.selectors.retrieval import (
     allowed_collection_ids,
     allowed_document_ids,
     chunks_retrieve,
+    names_absent_from_scope,
 )
 from docs_app.services.access import conversation_check_owner, documents_readable
 from docs_app.services.actor import Actor
@@ -76,6 +77,10 @@ TEMPERATURE = 0.1
 ABSTAIN_TEXT = (
     "The documents you can access do not answer this question. The passages nearest to it are listed as "
     "sources for reference; they are not evidence for an answer."
+)
+ABSENT_NAMES_TEXT = (
+    "None of the documents you can access here mention {names}, so they cannot answer this question. The "
+    "passages nearest to it are listed for reference; they are not evidence for an answer."
 )
 CRASHED_TEXT = ("The answer could not be written: the answer worker stopped {runs} times while generating it "
                 "(the model process crashed), so it was not tried again. Please ask again later; an "
@@ -206,11 +211,12 @@ def answer_generate(*, answer_id: int) -> None:
 
 def _answer(answer: Answer, *, lease: AnswerLease) -> None:
     question = answer.question
-    hits, relevant = answer_evidence(question)
+    evidence = answer_evidence(question)
+    hits, relevant = evidence.hits, evidence.relevant
     if not relevant:
         shown = [_Shown(n, hit, nearest=True) for n, hit in enumerate(hits[:NEAREST_SHOWN], start=1)]
         _audit_ask(question=question, hits=hits, shown=shown)
-        _abstain(answer=answer, shown=shown)
+        _abstain(answer=answer, shown=shown, names_absent=evidence.names_absent)
         return
 
     try:
@@ -243,10 +249,19 @@ def _answer(answer: Answer, *, lease: AnswerLease) -> None:
             model_name=str(model.describe().get("name", "")))
 
 
-def answer_evidence(question: Question) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
+@dataclass(frozen=True)
+class Evidence:
+    hits: list[RetrievedChunk]  # retrieved, best first
+    relevant: list[RetrievedChunk]  # those that count as evidence (empty: abstain)
+    names_absent: list[str]  # names the question uses that no passage in its scope holds
+
+
+def answer_evidence(question: Question) -> Evidence:
     """The passages retrieved for a question, in its conversation's scope (collections, and the documents chosen
     if any; a follow-up that names no document is asked about those its previous question named), and those
-    close enough to it to count as evidence."""
+    that count as evidence: close enough to what is asked, and none at all when the question names something
+    (a party, a product, a person) that no passage in the scope mentions, since other documents' passages about
+    the same kind of thing are not about it (bench/retrieval.py --abstention)."""
     conversation = question.conversation
     collection_ids = list(conversation.collections.values_list("id", flat=True))
     document_ids = list(conversation.documents.values_list("id", flat=True)) or None
@@ -254,7 +269,10 @@ def answer_evidence(question: Question) -> tuple[list[RetrievedChunk], list[Retr
                 .order_by("-id").values_list("text", flat=True).first())
     hits = chunks_retrieve(user=question.asked_by, query=question.text, collection_ids=collection_ids,
                            document_ids=document_ids, previous=previous, k=settings.ANSWER_MAX_SOURCES)
-    return hits, [hit for hit in hits if hit.similarity >= MIN_SIMILARITY]
+    absent = names_absent_from_scope(user=question.asked_by, query=question.text, collection_ids=collection_ids,
+                                     document_ids=document_ids) if hits else []
+    relevant = [] if absent else [hit for hit in hits if hit.similarity >= MIN_SIMILARITY]
+    return Evidence(hits=hits, relevant=relevant, names_absent=absent)
 
 
 def answer_prompt(question: Question, *, relevant: list[RetrievedChunk],
@@ -268,10 +286,14 @@ def answer_prompt(question: Question, *, relevant: list[RetrievedChunk],
     return messages, [_Shown(source.number, relevant[source.number - 1], nearest=False) for source in used]
 
 
-def _abstain(*, answer: Answer, shown: list[_Shown]) -> None:
+def _abstain(*, answer: Answer, shown: list[_Shown], names_absent: list[str]) -> None:
+    text = ABSTAIN_TEXT
+    if names_absent:
+        quoted = ", ".join(f"“{name}”" for name in names_absent[:5])
+        text = ABSENT_NAMES_TEXT.format(names=quoted)
     stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.stored() for s in shown]))
-    stream_publish(answer_id=answer.pk, event="token", data=ABSTAIN_TEXT)
-    _finish(answer=answer, status=AnswerStatus.ABSTAINED, text=ABSTAIN_TEXT, shown=shown, model_name="")
+    stream_publish(answer_id=answer.pk, event="token", data=text)
+    _finish(answer=answer, status=AnswerStatus.ABSTAINED, text=text, shown=shown, model_name="")
 
 
 def _finish(*, answer: Answer, status: str, text: str, shown: list[_Shown], model_name: str) -> None:

@@ -175,6 +175,27 @@ def test_question_nothing_answers_abstains_and_shows_nearest_passages(
     assert Answer.objects.get(pk=asked["answer_id"]).status == AnswerStatus.ABSTAINED
 
 
+def test_question_about_what_no_document_mentions_abstains_and_says_which_name(
+        user_factory: UserFactory, collection_with_grant: CollectionFactory,
+        ingested_document: DocumentFactory) -> None:
+    user = user_factory("dana")
+    collection = collection_with_grant("Matter joint venture only", user, Role.VIEWER)
+    ingested_document(collection, cuad(JOINT_VENTURE))
+    client = Client()
+    client.force_login(user)
+
+    # The contract has a term clause, but the question is about another company's venture: the nearest passages
+    # are about a term, not about it.
+    asked = ask(client, ON_TOPIC.replace("MightyCell", "Ginares"))
+    events = stream_events(client, asked["stream_url"])
+    answer = Answer.objects.get(pk=asked["answer_id"])
+    assert answer.status == AnswerStatus.ABSTAINED == json.loads(events[-1].data)["status"]
+    assert "“Ginares”" in answer.text and "MightyCell" not in answer.text
+    nearest = json.loads(events[0].data)
+    assert nearest and all(s["nearest"] for s in nearest)
+    assert not Citation.objects.filter(answer=answer).exists()
+
+
 def test_outsider_sees_no_conversation_stream_or_chunk_of_another_collection(
         user_factory: UserFactory, collection_with_grant: CollectionFactory,
         ingested_document: DocumentFactory) -> None:

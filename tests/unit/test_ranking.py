@@ -8,7 +8,15 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from docs_app.pipeline.mentions import DocumentNames, Name, question_words
-from docs_app.pipeline.ranking import RankingOptions, Vector, fts5_query, keyword_terms, passages_rank, rrf_fuse
+from docs_app.pipeline.ranking import (
+    RankingOptions,
+    Vector,
+    fts5_query,
+    keyword_terms,
+    names_absent,
+    passages_rank,
+    rrf_fuse,
+)
 
 # Two contracts; chunk id = document * 10 + ordinal.
 TEXTS = {
@@ -100,3 +108,15 @@ def test_rrf_fuse_rewards_agreement_between_rankings() -> None:
     scores = rrf_fuse([(1.0, [1, 2, 3]), (1.0, [3, 1, 4])], k=60)
     assert max(scores, key=scores.__getitem__) == 1
     assert scores[3] > scores[2]
+
+
+def test_names_the_scope_never_mentions_are_found_as_the_question_wrote_them() -> None:
+    index = FakeIndex()
+    # Quillon and Delaware are in the texts; Ginares and Acme are not.
+    assert names_absent("Is the Quillon supply governed by Delaware law?", index=index) == []
+    assert names_absent("Who may terminate the Ginares lease, and does Acme pay?", index=index) == ["Ginares", "Acme"]
+    # Only words written as names count: not lower-case words, nor the first word of a sentence, nor generic
+    # document words, however rare.
+    assert names_absent("who may terminate the ginares lease?", index=index) == []
+    assert names_absent("Xylophones aside, who may terminate? Zebras too?", index=index) == []
+    assert names_absent("Which Agreement may be terminated?", index=index) == []
