@@ -223,9 +223,14 @@ def names_absent(question: str, *, index: SearchIndex) -> list[str]:
     contracts' clauses come to what it asks."""
     candidates: dict[str, str] = {}
     words = question_words(question)
+    content = [word for word in words if is_content(word.token)]
+    if sum(word.raw[:1].isupper() for word in content) > len(content) / 2:
+        return []  # Title Case or capitals throughout: capitals say nothing about names here
     for before, word in zip([None, *words], words, strict=False):
         sentence_start = before is None or bool(re.search(r"[.?!:;]\s*$", question[before.end:word.start]))
-        if word.raw[:1].isupper() and not sentence_start and is_content(word.token):
+        # Words with digits (versions, codes, "HIV1") are written too many ways to be looked up as they stand.
+        if (word.raw[:1].isupper() and not sentence_start and is_content(word.token)
+                and not any(c.isdigit() for c in word.token)):
             candidates.setdefault(word.token, word.raw)
     if not candidates:
         return []

@@ -120,3 +120,6 @@ def test_names_the_scope_never_mentions_are_found_as_the_question_wrote_them() -
     assert names_absent("who may terminate the ginares lease?", index=index) == []
     assert names_absent("Xylophones aside, who may terminate? Zebras too?", index=index) == []
     assert names_absent("Which Agreement may be terminated?", index=index) == []
+    # In Title Case every word is capitalised: no evidence of a name. Codes with digits are written many ways.
+    assert names_absent("Does The Ginares Lease Allow Early Termination?", index=index) == []
+    assert names_absent("Is the V30M variant or HIV1 mentioned?", index=index) == []
