@@ -290,9 +290,10 @@ def abstention(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, i
                                       for name, seen in sets.items()}
     figures["names_absent_share"] = {name: round(sum(a for _, a in seen) / len(seen), 3) for name, seen in sets.items()}
     figures["app"] = at(MIN_SIMILARITY, names=True)
+    figures["with_names"] = [at(t / 100, names=True) for t in range(20, 56, 5)]
     figures["similarity_only"] = [at(t / 100, names=False) for t in range(20, 56, 5)]
-    for row in [figures["app"], *figures["similarity_only"]]:
-        rule = "app rule" if row["names"] else "similarity only"
+    for row in [figures["app"], *figures["with_names"], *figures["similarity_only"]]:
+        rule = "with names" if row["names"] else "similarity only"
         print(f"{rule:15s} below {row['threshold']:.2f}: recall {row['recall']:.3f} (other domain "
               f"{row['recall_other_domain']:.3f}, document absent {row['recall_document_absent']:.3f}), precision "
               f"{row['precision']:.3f}, answerable abstained {row['false_abstention']:.3f}", flush=True)
