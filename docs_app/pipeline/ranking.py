@@ -223,8 +223,8 @@ def names_absent(question: str, *, index: SearchIndex) -> list[str]:
     contracts' clauses come to what it asks."""
     candidates: dict[str, str] = {}
     words = question_words(question)
-    content = [word for word in words if is_content(word.token)]
-    if sum(word.raw[:1].isupper() for word in content) > len(content) / 2:
+    lower = sum(not word.raw[:1].isupper() for word in words if is_content(word.token))
+    if lower < 2 and lower < 0.25 * sum(is_content(word.token) for word in words):
         return []  # Title Case or capitals throughout: capitals say nothing about names here
     for before, word in zip([None, *words], words, strict=False):
         sentence_start = before is None or bool(re.search(r"[.?!:;]\s*$", question[before.end:word.start]))
