@@ -143,6 +143,8 @@ def replicate(args: argparse.Namespace, base: dict[str, Any]) -> None:
     if total >= args.chunks:
         return
     sources = list(Document.objects.filter(pk__in=base["by_name"].values()).order_by("pk"))
+    headings = {d.pk: list(Chunk.objects.filter(document=d).order_by("ordinal").values_list("heading", flat=True))
+                for d in sources}
     rows_of = {d.pk: list(Chunk.objects.filter(document=d).order_by("ordinal").values_list(
         "ordinal", "page", "char_start", "char_end", "text", "embedding")) for d in sources}
     rng = np.random.default_rng(args.seed)
@@ -168,9 +170,10 @@ def replicate(args: argparse.Namespace, base: dict[str, Any]) -> None:
                 with connection.cursor() as cursor:
                     cursor.executemany(
                         "INSERT INTO docs_app_chunk (document_id, ordinal, page, char_start, char_end, text, "
-                        "embedding, keyword_scope) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        "embedding, keyword_scope, heading) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [(document.pk, o, p, s, e, t, vectors[i].tobytes(),
-                          chunk_keyword_scope(collection_id=collection.pk, document_id=document.pk, ordinal=o))
+                          chunk_keyword_scope(collection_id=collection.pk, document_id=document.pk, ordinal=o),
+                          headings[source.pk][i])
                          for i, (o, p, s, e, t, _) in enumerate(rows)])
                 batch_places += [ChunkPlace(document.pk, collection.pk, 1, r[0], r[1]) for r in rows]
                 batch_vectors.append(vectors)
