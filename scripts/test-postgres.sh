@@ -47,7 +47,7 @@ cleanup() {
 trap cleanup EXIT
 
 "${as_server[@]}" "$BIN/initdb" -D "$WORK/data" -U postgres --auth=scram-sha-256 --pwfile="$WORK/pwfile" \
-  -E UTF8 --no-locale >"$WORK/initdb.log"
+  -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log"
 # A test cluster: durability is not the point, speed is (fsync off); no TCP listener at all.
 "${as_server[@]}" "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w -o \
   "-c listen_addresses='' -c unix_socket_directories='$WORK' -c fsync=off -c synchronous_commit=off \
