@@ -70,6 +70,8 @@ class Action:
     COLLECTION_CREATE = "collection.create"
     AUDIT_EXPORT = "audit.export"
     INDEX_REBUILD = "index.rebuild"
+    BACKUP = "system.backup"
+    RESTORE = "system.restore"
 
 
 ALL_ACTIONS = sorted(value for name, value in vars(Action).items() if name.isupper())
