@@ -5,6 +5,10 @@ answers through the real answer queue with the configured (stand-in) model.
     python bench/retrieval.py --pdfs ../shared/data/legal/cuad_pdf \
         --queries ../shared/data/legal/cuad_queries_dev.jsonl --docs 60
     python bench/retrieval.py --pubmedqa ../shared/data/medical/pubmedqa_pqal.json [--pmids test|all]
+    python bench/retrieval.py ... --variants fp32,auto,auto+all-terms   # one corpus, several settings
+
+With --variants the corpus is re-embedded in each precision through the app's re-index (and questions embedded
+in it too), and "+all-terms" turns the keyword candidate limit off: quality of each setting in one run.
 
 Queries: one JSON object a line, {"id", "question", "pdf", "gold": [span, ...]}. A retrieved chunk is a hit
 when it comes from the gold PDF and contains at least 60% of one gold span's distinct lower-cased alphanumeric
@@ -90,6 +94,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the corpus here (reused by a re-run)")
     parser.add_argument("--ttft-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20240817)
+    parser.add_argument("--variants", default="", help="compare settings on one corpus, e.g. fp32,auto,auto+all-terms "
+                                                      "(see compare_variants); no time to first token then")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
@@ -114,7 +120,6 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     from django.contrib.auth import get_user_model
 
     from docs_app.models import Chunk, Collection, Document, DocumentStatus, Grant, Role
-    from docs_app.selectors.retrieval import DENSE_ONLY, RetrievalOptions, chunks_retrieve
     from docs_app.services.actor import SYSTEM
     from docs_app.services.documents import document_upload
 
@@ -145,6 +150,30 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         print(f"  failed: {name}: {error}")
 
     figures: dict[str, Any] = {"queries": len(queries), "documents": len(by_name)}
+    if args.variants:
+        figures["variants"] = compare_variants(args.variants.split(","), user=user, queries=queries, by_name=by_name)
+        print(f"work directory: {workdir}")
+        print(json.dumps(figures))
+        return
+    figures.update(evaluate(user=user, queries=queries, by_name=by_name))
+    latency = figures["retrieval_ms"]
+    print(f"hybrid retrieval latency p50 {latency['p50']} ms, p95 {latency['p95']} ms")
+    if args.ttft_runs > 0:
+        cold, ttfts = time_to_first_token(user=user, collection=collection,
+                                          questions=[q["question"] for q in queries], runs=args.ttft_runs)
+        figures["ttft_s"] = round(statistics.median(ttfts), 2)
+        figures["ttft_cold_s"] = round(cold, 2)
+        print(f"time to first token: median {figures['ttft_s']} s over {len(ttfts)} (cold, with model load: "
+              f"{cold:.2f} s)")
+    print(f"work directory: {workdir}")
+    print(json.dumps(figures))
+
+
+def evaluate(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, int]) -> dict[str, Any]:
+    """hit@1, hit@5 and MRR of dense-only and hybrid retrieval, and hybrid latency."""
+    from docs_app.selectors.retrieval import DENSE_ONLY, RetrievalOptions, chunks_retrieve
+
+    figures: dict[str, Any] = {}
     latencies: list[float] = []
     for label, options in (("dense", DENSE_ONLY), ("hybrid", RetrievalOptions())):
         hits1 = hits5 = 0
@@ -168,17 +197,45 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         print(f"{label:7s} hit@1 {hits1 / n:.3f}  hit@5 {hits5 / n:.3f}  MRR {reciprocal / n:.3f}  (n={n})")
     figures["retrieval_ms"] = {"p50": round(statistics.median(latencies), 1),
                                "p95": round(statistics.quantiles(latencies, n=20)[18], 1)}
-    latency = figures["retrieval_ms"]
-    print(f"hybrid retrieval latency p50 {latency['p50']} ms, p95 {latency['p95']} ms")
-    if args.ttft_runs > 0:
-        cold, ttfts = time_to_first_token(user=user, collection=collection,
-                                          questions=[q["question"] for q in queries], runs=args.ttft_runs)
-        figures["ttft_s"] = round(statistics.median(ttfts), 2)
-        figures["ttft_cold_s"] = round(cold, 2)
-        print(f"time to first token: median {figures['ttft_s']} s over {len(ttfts)} (cold, with model load: "
-              f"{cold:.2f} s)")
-    print(f"work directory: {workdir}")
-    print(json.dumps(figures))
+    return figures
+
+
+def compare_variants(variants: list[str], *, user: Any, queries: list[dict[str, Any]],
+                     by_name: dict[str, int]) -> dict[str, Any]:
+    """The same corpus and questions under several settings, in this run: "fp32", "bf16" or "auto" re-embed every
+    chunk (and the questions) in that precision through the app's own re-index; a "+all-terms" suffix turns the
+    keyword candidate limit off (DOCS_KEYWORD_MAX_SCORED=0), "+budget=N" sets it to N."""
+    from django.test import override_settings
+
+    from docs_app import registry
+    from docs_app.adapters.embeddings import SentenceTransformerEmbedder, packaged_minilm_path
+    from docs_app.selectors.keywords import estimates_forget
+    from docs_app.services.index import index_rebuild
+
+    results: dict[str, Any] = {}
+    embedded_in = ""
+    original = registry.embedder
+    try:
+        for variant in variants:
+            precision, _, flag = variant.partition("+")
+            if precision != embedded_in:
+                embedder = SentenceTransformerEmbedder(model_path=packaged_minilm_path(), precision=precision)
+                registry.embedder = lambda embedder=embedder: embedder  # type: ignore[misc]
+                started = time.perf_counter()
+                index_rebuild(reembed=True)
+                print(f"re-embedded in {embedder.choice.precision} ({embedder.choice.reason}) in "
+                      f"{time.perf_counter() - started:.0f} s")
+                embedded_in = precision
+            budget = {"KEYWORD_MAX_SCORED": 0} if flag == "all-terms" else (
+                {"KEYWORD_MAX_SCORED": int(flag.removeprefix("budget="))} if flag.startswith("budget=") else {})
+            with override_settings(**budget):
+                print(f"variant {variant}:")
+                estimates_forget()
+                results[variant] = {"precision": embedder.choice.precision,
+                                    **evaluate(user=user, queries=queries, by_name=by_name)}
+    finally:
+        registry.embedder = original  # type: ignore[misc]
+    return results
 
 
 def time_to_first_token(*, user: Any, collection: Any, questions: list[str],

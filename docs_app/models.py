@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 class Collection(models.Model):
@@ -88,6 +89,10 @@ class Document(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # Bumped on every (re)ingestion; chunk ids carry it, so a stale index entry can never pose as current.
     version = models.PositiveIntegerField(default=0)
+    # The ingestion run working on it ("<host>:<pid>:<nonce>", empty when none) and that run's last sign of life:
+    # one run at a time, and a run whose host died is noticed (services.ingest, services.reconcile).
+    run_owner = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -119,6 +124,9 @@ class Chunk(models.Model):
     text = models.TextField()
     # float32 vector: lets the vector index be rebuilt (or compacted) from the DB without the model.
     embedding = models.BinaryField()
+    # Words the keyword index filters on before it ranks (see chunk_keyword_scope); a document never moves to
+    # another collection, so they hold for the chunk's life.
+    keyword_scope = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["document_id", "ordinal"]
@@ -130,6 +138,20 @@ class Chunk(models.Model):
     @property
     def vector_id(self) -> str:
         return chunk_vector_id(document_id=self.document_id, version=self.document.version, ordinal=self.ordinal)
+
+
+# The first chunks of a document (title block, parties) carry their ordinal as a scope word: document routing
+# ranks them alone.
+SCOPE_HEAD_CHUNKS = 8
+
+
+def chunk_keyword_scope(*, collection_id: int, document_id: int, ordinal: int) -> str:
+    """The chunk's scope words in the keyword index: "c<collection> d<document>", plus "o<ordinal>" for a
+    document's first chunks. A query names the collections (or documents) it may read among them, so the
+    full-text index intersects posting lists and ranks only passages the reader may see, instead of ranking
+    every match in the firm and filtering afterwards."""
+    words = f"c{collection_id} d{document_id}"
+    return f"{words} o{ordinal}" if ordinal < SCOPE_HEAD_CHUNKS else words
 
 
 def chunk_vector_id(*, document_id: int, version: int, ordinal: int) -> str:
@@ -194,6 +216,9 @@ class Answer(models.Model):
     # the counter stops that from looping: past ANSWER_MAX_ATTEMPTS the answer fails with its reason.
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the last run began writing it: finished_at - started_at is what one answer costs a worker, which
+    # back-pressure turns into a waiting time (selectors.answers.answer_wait_estimate_s).
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -247,6 +272,31 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["id"]
         permissions = [("review_audit", "Can review and export the audit log")]
+        # The audit page filters by user name (any case) and by date: at a million events a scan is too slow.
+        indexes = [
+            models.Index(Lower("actor_name"), name="auditevent_actor_lower"),
+            models.Index(fields=["created_at"], name="auditevent_created_at"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} by {self.actor_name or '-'}"
+
+
+class AuditVerification(models.Model):
+    """How far verification of the audit chain has got (one row, see docs_app.services.audit_verification): the
+    head verified back to the first event, and the current pass re-verifying old events."""
+
+    head_id = models.BigIntegerField(default=0)
+    head_hash = models.CharField(max_length=64, default="0" * 64)
+    head_version = models.PositiveSmallIntegerField(default=1)  # the chain version of the head event
+    head_count = models.BigIntegerField(default=0)
+    sweep_id = models.BigIntegerField(default=0)
+    sweep_hash = models.CharField(max_length=64, default="0" * 64)
+    sweep_version = models.PositiveSmallIntegerField(default=1)
+    sweep_count = models.BigIntegerField(default=0)
+    sweep_started_at = models.DateTimeField(null=True, blank=True)
+    full_at = models.DateTimeField(null=True, blank=True)  # start of the last complete pass
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"verified through #{self.head_id}"

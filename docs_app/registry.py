@@ -6,6 +6,7 @@ Only worker processes call these: the web process never loads a model or opens t
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -24,8 +25,18 @@ def _build(dotted_path: str, **kwargs: Any) -> Any:
     return factory(**kwargs)
 
 
-@functools.cache
+_embedder_lock = threading.Lock()
+
+
 def embedder() -> Embedder:
+    # Locked: a worker preloads it in a thread while the first task may already ask for it; loading it twice
+    # would cost a second model and a second precision probe.
+    with _embedder_lock:
+        return _embedder()
+
+
+@functools.cache
+def _embedder() -> Embedder:
     return _build(settings.EMBEDDER)  # type: ignore[no-any-return]
 
 

@@ -8,6 +8,7 @@ without a real secret key and allowed hosts.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -262,7 +263,12 @@ if SANDBOX not in ("auto", "namespaces", "basic"):
 INGEST_MAX_ATTEMPTS = env_int("DOCS_INGEST_MAX_ATTEMPTS", 3)
 CHUNK_MAX_TOKENS = env_int("DOCS_CHUNK_MAX_TOKENS", 200)
 CHUNK_OVERLAP_TOKENS = env_int("DOCS_CHUNK_OVERLAP_TOKENS", 40)
-EMBED_BATCH_SIZE = env_int("DOCS_EMBED_BATCH_SIZE", 64)
+EMBED_BATCH_SIZE = env_int("DOCS_EMBED_BATCH_SIZE", 32)
+# auto: bf16 where the CPU has native bf16 and a start-up probe proves it matches fp32 (fp16 on a GPU), else fp32.
+EMBED_PRECISION = env_str("DOCS_EMBED_PRECISION", "auto")
+EMBED_DEVICE = env_str("DOCS_EMBED_DEVICE", "cpu")  # "cuda" for a GPU
+# 0: the cores this process may use, divided among the worker's pool processes.
+EMBED_THREADS = env_int("DOCS_EMBED_THREADS", 0)
 
 # --- Adapters (swappable by dotted path) -------------------------------------------------------------
 EMBEDDER = env_str("DOCS_EMBEDDER", "docs_app.adapters.embeddings.SentenceTransformerEmbedder")
@@ -290,6 +296,44 @@ ANSWER_MAX_RUNS = env_int("DOCS_ANSWER_MAX_RUNS", 2)
 # How long one Server-Sent Events response relays an answer before it ends (the browser reconnects with
 # Last-Event-ID); also the longest a reader waits on an answer that makes no progress.
 ANSWER_STREAM_MAX_S = env_int("DOCS_ANSWER_STREAM_MAX_S", 600)
+# Back-pressure: at most this many answers waiting or being written at once; the next question is refused with
+# "busy, try again" and the number ahead, instead of waiting without bound. An answer still waiting after
+# ANSWER_WAIT_MAX_S (no answer worker running, or far too few) is refused the same way by the reconciler.
+ANSWER_QUEUE_MAX = env_int("DOCS_ANSWER_QUEUE_MAX", 30)
+# ... and refused as well when the answers ahead would take longer than this to write, at the pace answers have
+# been written lately (what a crowded CPU box manages is far below what a GPU host does).
+ANSWER_WAIT_TARGET_S = env_int("DOCS_ANSWER_WAIT_TARGET_S", 300)
+ANSWER_WAIT_MAX_S = env_int("DOCS_ANSWER_WAIT_MAX_S", 900)
+# A run's claim on an answer (a Redis lease, renewed by a thread every quarter of it while the run's process
+# lives). A run on a lost host is taken over once its lease lapses.
+ANSWER_LEASE_S = env_int("DOCS_ANSWER_LEASE_S", 60)
+
+# --- Reliability: runs, heartbeats, the reconciler ---------------------------------------------------------
+# The name this machine's runs record in their claims. A claim naming this host and a process that is gone is
+# taken over at once; one naming another host only when its heartbeat (or lease) has lapsed.
+HOST_ID = env_str("DOCS_HOST_ID", socket.gethostname())
+# An ingestion run writes a heartbeat to its document every WORK_HEARTBEAT_S; with none for WORK_STALE_S the run
+# is dead (its host is gone) and the reconciler queues the document again.
+WORK_HEARTBEAT_S = env_int("DOCS_WORK_HEARTBEAT_S", 15)
+WORK_STALE_S = env_int("DOCS_WORK_STALE_S", 90)
+# `manage.py reconcile --loop` (the Procfile's reconciler) runs a pass this often; work the database says is
+# unfinished and that no queue holds is queued again once it is older than RECONCILE_GRACE_S.
+RECONCILE_EVERY_S = env_int("DOCS_RECONCILE_EVERY_S", 30)
+RECONCILE_GRACE_S = env_int("DOCS_RECONCILE_GRACE_S", 30)
+# How often the reconciler compares the vector index with the database (check_index) and repairs drift.
+INDEX_CHECK_EVERY_S = env_int("DOCS_INDEX_CHECK_EVERY_S", 900)
+# How long a vector-store call waits for the Chroma server to come back (a restart) before it fails.
+VECTOR_STORE_RETRY_S = env_int("DOCS_VECTOR_STORE_RETRY_S", 180)
+
+# --- Retrieval ----------------------------------------------------------------------------------------
+# Passages one keyword query may score (estimated from the index's term counts): past it, its most common
+# terms are left out (docs_app/selectors/keywords.py). 0: never.
+KEYWORD_MAX_SCORED = env_int("DOCS_KEYWORD_MAX_SCORED", 20000)
+
+# --- Audit ------------------------------------------------------------------------------------------
+# Time the audit page may spend verifying the chain per load (new events first, then a slice of the pass that
+# re-verifies old ones); `verify_audit` checks everything. See docs_app/services/audit_verification.py.
+AUDIT_PAGE_VERIFY_MS = env_int("DOCS_AUDIT_PAGE_VERIFY_MS", 100)
 
 # --- Messaging ---------------------------------------------------------------------------------------
 REDIS_URL = env_str("DOCS_REDIS_URL", "redis://127.0.0.1:6379/0")

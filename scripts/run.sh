@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares the data directory and starts every process under honcho (see Procfile): web, Chroma server,
-# Redis (unless one already listens on the port), an ingest worker and an answer worker.
+# Redis (unless one already listens on the port), an ingest worker, an answer worker and the reconciler.
 set -euo pipefail
 # Every process started from here (gunicorn, Celery, Chroma, Redis) creates its files readable by us alone.
 umask 077
@@ -20,7 +20,7 @@ $PY manage.py collectstatic --noinput -v0
 $PY manage.py create_roles
 $PY manage.py ensure_admin
 $PY manage.py ensure_model
-processes=(web chroma ingest answer)
+processes=(web chroma ingest answer reconciler)
 if (echo >"/dev/tcp/127.0.0.1/${DOCS_REDIS_PORT}") 2>/dev/null; then
   echo "using the Redis server already listening on port ${DOCS_REDIS_PORT}"
 else

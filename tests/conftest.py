@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from docs_app.devservices import Services, redis_port
+from docs_app.devservices import Services, redis_port, signals_end_the_run
 from docs_app.models import Collection, Grant
 from tests import harness
 from tests.data import REPO
@@ -36,9 +36,12 @@ importlib.import_module("tests.netguard.sitecustomize")
 
 @pytest.fixture(scope="session")
 def devservices() -> Iterator[Services]:
+    # SIGTERM ends the session like Ctrl-C (teardown runs); if even that is skipped, each service's reaper ends
+    # it when this process is gone (docs_app.devservices).
     started = Services(log_dir=LOG_DIR)
-    yield started
-    started.stop()
+    with signals_end_the_run():
+        yield started
+        started.stop()
 
 
 @pytest.fixture(scope="session")

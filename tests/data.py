@@ -39,6 +39,15 @@ def cuad_first(count: int) -> list[Path]:
     return sorted(shared_data("legal", "cuad_pdf").iterdir())[:count]
 
 
+def cuad_smallest(count: int, *, skip: int = 0) -> list[Path]:
+    """`count` of the smallest CUAD contracts (a few pages each): batches that ingest in seconds. The contracts
+    named above are left out, so a batch can share a collection with any of them."""
+    named = {SPONSORSHIP, WEB_HOSTING, JOINT_VENTURE, MAINTENANCE}
+    files = sorted((path for path in shared_data("legal", "cuad_pdf").iterdir() if path.name not in named),
+                   key=lambda path: (path.stat().st_size, path.name))
+    return files[skip:skip + count]
+
+
 def hostile(name: str = "") -> Path:
     """A file of the hostile corpus, or (no name) its directory."""
     return shared_data("hostile", name) if name else shared_data("hostile")

@@ -106,8 +106,9 @@ def ask(client: Client, question: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def stream_events(client: Client, url: str, last_event_id: str = "") -> list[Event]:
-    """Every event the answer stream relays (after `last_event_id`), read to its end."""
+def stream_events(client: Client, url: str, last_event_id: str = "", *, queued: bool = False) -> list[Event]:
+    """Every event the answer stream relays (after `last_event_id`), read to its end; `queued` events (the answer's
+    place while it waits for a worker) only when asked for."""
     headers = {"HTTP_LAST_EVENT_ID": last_event_id} if last_event_id else {}
     response = client.get(url, **headers)  # type: ignore[arg-type]
     assert response.status_code == 200
@@ -120,6 +121,6 @@ def stream_events(client: Client, url: str, last_event_id: str = "") -> list[Eve
             if line and not line.startswith(":"):
                 name, _, value = line.partition(": ")
                 fields.setdefault(name, []).append(value)
-        if "event" in fields:
+        if "event" in fields and (queued or fields["event"][0] != "queued"):
             events.append(Event(fields.get("id", [""])[0], fields["event"][0], "\n".join(fields.get("data", []))))
     return events

@@ -26,6 +26,12 @@ os.environ.setdefault("DOCS_LOGIN_UNKNOWN_EVENT_EVERY_S", "0")
 from docs_app.keyfile import key_create  # noqa: E402
 
 key_create(Path(os.environ["DOCS_AUDIT_KEY_FILE"]))
+# Lost runs noticed in seconds, not minutes, so the fault tests can wait for the takeover (tests/integration/
+# test_faults.py); the workers the suite starts inherit these.
+os.environ.setdefault("DOCS_WORK_HEARTBEAT_S", "2")
+os.environ.setdefault("DOCS_WORK_STALE_S", "12")
+os.environ.setdefault("DOCS_ANSWER_LEASE_S", "12")
+os.environ.setdefault("DOCS_RECONCILE_GRACE_S", "3")
 
 from docs_app.settings import *  # noqa: E402,F403
 

@@ -11,15 +11,17 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
-from celery.signals import celeryd_after_setup, worker_process_init, worker_ready
+from celery.signals import celeryd_after_setup, task_received, worker_process_init, worker_ready
+from django.conf import settings
 
 from docs_app import registry
-from docs_app.services.answering import answer_generate, answer_model_preload, answers_fail_abandoned
-from docs_app.services.documents import documents_requeue_unfinished
+from docs_app.services.answering import answer_generate, answer_model_preload
+from docs_app.services.enqueue import LEDGERS, ledger_strike
 from docs_app.services.index import erasure_compact
 from docs_app.services.ingest import document_fail, document_ingest
-from docs_app.services.model_status import answer_runtime_prepare
-from docs_app.services.streams import LEASE_S, AnswerBusy
+from docs_app.services.model_status import answer_runtime_prepare, embedder_prepare, embedder_threads_share
+from docs_app.services.reconcile import reconcile
+from docs_app.services.streams import AnswerBusy
 from workers.celery import app
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,8 @@ def erasure_compact_task() -> None:
 
 
 # AnswerBusy: another run holds the answer's lease. Retry until that lease can have lapsed (a dead run's does).
-@app.task(queue="answer", autoretry_for=(AnswerBusy,), default_retry_delay=LEASE_S // 2, max_retries=10,
-          **_RELIABLE)
+@app.task(queue="answer", autoretry_for=(AnswerBusy,), default_retry_delay=settings.ANSWER_LEASE_S // 2,
+          max_retries=10, **_RELIABLE)
 def answer_generate_task(answer_id: int) -> None:
     answer_generate(answer_id=answer_id)
 
@@ -85,25 +87,40 @@ def _prove_answer_model(sender: Any = None, instance: Any = None, **kwargs: Any)
     # llama.cpp backend does it. The choice reaches the pool processes through the environment; a failure
     # is one log line and a red state on /status/, and every answer then fails with the reason.
     global _answers_here
+    embedder_threads_share(processes=int(getattr(instance, "concurrency", 0) or 1))
     if "answer" in _consumed_queues(instance):
         _answers_here = True
         answer_runtime_prepare()
 
 
 @worker_process_init.connect
-def _preload_answer_model(**kwargs: Any) -> None:
-    # In a thread: the pool process must report ready within seconds, a large model takes longer to load.
+def _preload_models(**kwargs: Any) -> None:
+    # In threads: the pool process must report ready within seconds; loading a model and proving the
+    # embedder's precision take longer. Both queues embed (passages, questions).
+    threading.Thread(target=embedder_prepare, name="embedder-preload", daemon=True).start()
     if _answers_here:
         threading.Thread(target=answer_model_preload, name="model-preload", daemon=True).start()
 
 
 @worker_ready.connect
-def _requeue_unfinished(sender: Any = None, **kwargs: Any) -> None:
-    # Redis only carries messages: when a worker comes up (after a crash, a reboot, a lost Redis), whatever
-    # the database says is unfinished is queued again (ingestion is idempotent: a document also still in the
-    # queue is skipped the second time), and answers whose run died are failed with the reason.
-    queues = _consumed_queues(sender)
-    if "ingest" in queues:
-        documents_requeue_unfinished()
-    if "answer" in queues:
-        answers_fail_abandoned()
+def _reconcile_at_start(sender: Any = None, **kwargs: Any) -> None:
+    # A worker coming up (after a crash, a reboot, a lost Redis) does not wait for the periodic reconciler:
+    # work the database says is unfinished and no queue holds is queued again, runs that died here are taken
+    # over (services.reconcile).
+    try:
+        log.info("reconciler at worker start: %s", reconcile().summary())
+    except Exception:
+        log.exception("the reconciler's pass at worker start failed")
+
+
+@task_received.connect
+def _strike_off_the_ledger(request: Any = None, **kwargs: Any) -> None:
+    # The message left Redis for this worker: from now on the run's claim (or, if this worker dies first, the
+    # reconciler) answers for the work, not the queue (services.enqueue's ledger).
+    name = getattr(request, "name", "")
+    args = getattr(request, "args", None) or []
+    if name in LEDGERS and args:
+        try:
+            ledger_strike(name, int(args[0]))
+        except Exception:  # the reconciler queues the work again at worst: a duplicate, never a loss
+            log.warning("could not strike %s%s off the ledger", name, tuple(args), exc_info=True)

@@ -12,11 +12,14 @@ travel in the stream: they are loaded here, through the same access check.
 from __future__ import annotations
 
 import json
+import logging
+import statistics
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
@@ -28,9 +31,14 @@ from docs_app.services.access import chunks_readable, collections_readable, docu
 from docs_app.services.actor import AnyUser
 from docs_app.services.streams import TERMINAL_EVENTS, stream_exists, stream_read
 
+log = logging.getLogger(__name__)
+
 # A relay waits this long for the next entry before it sends a keep-alive.
 KEEPALIVE_S = 15
-# A relay ends after this long even if the answer has not; the browser reconnects with Last-Event-ID.
+# While an answer waits in the queue, the relay looks at its place this often (and sends it when it changes);
+# while Redis is unreachable, it looks at the database this often.
+QUEUE_POLL_S = 2
+WAITING_STATUSES = (AnswerStatus.PENDING, AnswerStatus.STREAMING)
 
 
 def viewer_url(*, document_id: int, page: int, chunk_id: int) -> str:
@@ -146,22 +154,76 @@ class AnswerEvent:
     entry_id: str = ""  # empty for events replayed from the DB
 
 
+# --- The answer queue -------------------------------------------------------------------------------------
+
+def answers_waiting_count() -> int:
+    """Answers waiting for a run or being written: what back-pressure counts (settings.ANSWER_QUEUE_MAX)."""
+    return Answer.objects.filter(status__in=WAITING_STATUSES).count()
+
+
+# Back-pressure's clock: the recent answers whose cost it takes the median of.
+SERVICE_SAMPLE = 20
+
+
+def answer_service_time_s() -> float | None:
+    """What one answer has lately cost a worker (median of the last SERVICE_SAMPLE, from the start of the run
+    that wrote it to its end); None until three have been written."""
+    rows = (Answer.objects.filter(status__in=[AnswerStatus.DONE, AnswerStatus.ABSTAINED], started_at__isnull=False,
+                                  finished_at__isnull=False)
+            .order_by("-finished_at").values_list("started_at", "finished_at")[:SERVICE_SAMPLE])
+    durations = [(finished - started).total_seconds() for started, finished in rows if started and finished]
+    return statistics.median(durations) if len(durations) >= 3 else None
+
+
+def answer_wait_estimate_s(*, ahead: int) -> float | None:
+    """About how long until an answer with `ahead` answers waiting before it is written: the workers write as
+    many at once as are being written now (at least one)."""
+    service = answer_service_time_s()
+    if service is None:
+        return None
+    writing = Answer.objects.filter(status=AnswerStatus.STREAMING).count()
+    return (ahead + 1) * service / max(1, writing)
+
+
+def answer_queue_position(*, answer_id: int) -> int | None:
+    """1 when the answer is the next to be written; None when it is being written or finished."""
+    status = Answer.objects.filter(pk=answer_id).values_list("status", flat=True).first()
+    if status != AnswerStatus.PENDING:
+        return None
+    return Answer.objects.filter(status=AnswerStatus.PENDING, pk__lt=answer_id).count() + 1
+
+
+# --- Following an answer as it is written -----------------------------------------------------------------
+
 def answer_events(*, user: AnyUser, answer: Answer, after: str) -> Iterator[AnswerEvent | None]:
     """The answer's events after entry id `after`, each filtered for the user; None marks a quiet spell (the
-    caller sends a keep-alive). Ends after the terminal event, or after settings.ANSWER_STREAM_MAX_S."""
-    if not stream_exists(answer_id=answer.pk) and answer.is_finished:
+    caller sends a keep-alive). While the answer waits in the queue, `queued` events say its place (and whether
+    the queue itself is unreachable). Ends after the terminal event, or after settings.ANSWER_STREAM_MAX_S."""
+    if answer.is_finished and not _stream_exists(answer.pk):
         yield from _from_db(user, answer)
         return
     relay = _Relay(user)
     deadline = time.monotonic() + settings.ANSWER_STREAM_MAX_S
+    shown: tuple[int | None, bool] | None = None
     while time.monotonic() < deadline:
-        entries = stream_read(answer_id=answer.pk, after=after, block_ms=KEEPALIVE_S * 1000)
+        position = answer_queue_position(answer_id=answer.pk)
+        try:
+            entries = stream_read(answer_id=answer.pk, after=after,
+                                  block_ms=(QUEUE_POLL_S if position else KEEPALIVE_S) * 1000)
+            queue_down = False
+        except redis.RedisError as exc:
+            log.warning("answer %s: the stream is unreachable (%s); following the database", answer.pk, exc)
+            entries, queue_down = [], True
+        if (position is not None or queue_down) and shown != (position, queue_down):
+            shown = (position, queue_down)
+            yield AnswerEvent("queued", json.dumps({"position": position, "queue_down": queue_down}))
         if not entries:
-            if not stream_exists(answer_id=answer.pk):
-                answer.refresh_from_db()
-                if answer.is_finished:
-                    yield from _from_db(user, answer)
-                    return
+            answer.refresh_from_db()
+            if answer.is_finished and (queue_down or not _stream_exists(answer.pk)):
+                yield from _from_db(user, answer)
+                return
+            if queue_down:
+                time.sleep(QUEUE_POLL_S)
             yield None
             continue
         for entry_id, event, data in entries:
@@ -169,6 +231,14 @@ def answer_events(*, user: AnyUser, answer: Answer, after: str) -> Iterator[Answ
             yield AnswerEvent(event, relay.event(event, data), entry_id)
             if event in TERMINAL_EVENTS:
                 return
+
+
+def _stream_exists(answer_id: int) -> bool:
+    try:
+        return stream_exists(answer_id=answer_id)
+    except redis.RedisError:
+        return False  # the database has the answer; the relay reads it from there
+
 
 
 @dataclass

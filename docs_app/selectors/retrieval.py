@@ -31,6 +31,7 @@ from django.db import connection
 
 from docs_app import registry
 from docs_app.models import Chunk, DocumentStatus, chunk_vector_key
+from docs_app.selectors.keywords import fts5_phrase, fts5_rows, readable_share
 from docs_app.services.access import collections_readable
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def keyword_terms(text: str) -> list[str]:
 def fts5_query(text: str) -> str:
     """An FTS5 MATCH expression that ORs the text's terms. Each term is a quoted string, so no character a
     user types (quotes, '*', '-', ':', NEAR, parentheses) can be read as FTS5 syntax. Empty: nothing left."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in keyword_terms(text))
+    return " OR ".join(fts5_phrase(term) for term in keyword_terms(text))
 
 
 def query_parts(query: str) -> list[str]:
@@ -209,7 +210,7 @@ def _dense_ranked(vector: npt.NDArray[np.float32], *, collection_ids: list[int],
     """Chunk ids of the nearest vectors, best first. A vector id names (document, version, ordinal); ids whose
     version is not the document's current one, or whose row is gone, are stale and dropped here."""
     hits = registry.vector_store().query(embedding=vector, k=limit, collection_ids=collection_ids,
-                                         document_ids=document_ids)
+                                         document_ids=document_ids, readable_share=readable_share(collection_ids))
     keys = [key for key in (chunk_vector_key(hit.vector_id) for hit in hits) if key is not None]
     if not keys:
         return []
@@ -244,6 +245,12 @@ def _keyword_rows(text: str, *, collection_ids: list[int], limit: int, document_
                   head_chunks: int = 0) -> list[tuple[int, int]]:
     if not collection_ids or (document_ids is not None and not document_ids):
         return []
+    if connection.vendor != "postgresql":
+        return fts5_rows(keyword_terms(text), collection_ids=collection_ids, limit=limit, document_ids=document_ids,
+                         head_chunks=head_chunks)
+    terms = keyword_terms(text)
+    if not terms:
+        return []
     params: list[Any] = []
     where = ["d.status = %s", f"d.collection_id IN ({', '.join(['%s'] * len(collection_ids))})"]
     params += [DocumentStatus.READY.value, *collection_ids]
@@ -253,29 +260,15 @@ def _keyword_rows(text: str, *, collection_ids: list[int], limit: int, document_
     if head_chunks > 0:
         where.append("c.ordinal < %s")
         params.append(head_chunks)
-    if connection.vendor == "postgresql":
-        terms = keyword_terms(text)
-        if not terms:
-            return []
-        # Terms are \w+ runs, so joined with '|' they are a well-formed tsquery (OR), whatever the user typed.
-        # Only fixed fragments and %s placeholders are joined into the SQL; every value is a parameter.
-        sql = (
-            "SELECT c.id, c.document_id FROM docs_app_chunk c JOIN docs_app_document d "  # noqa: S608
-            "ON d.id = c.document_id, to_tsquery('english', %s) q "
-            "WHERE to_tsvector('english', c.text) @@ q AND " + " AND ".join(where)
-            + " ORDER BY ts_rank_cd(to_tsvector('english', c.text), q) DESC, c.id LIMIT %s"
-        )
-        params = [" | ".join(terms), *params, limit]
-    else:
-        match = fts5_query(text)
-        if not match:
-            return []
-        sql = (
-            "SELECT c.id, c.document_id FROM docs_app_chunk_fts f JOIN docs_app_chunk c ON c.id = f.rowid "  # noqa: S608
-            "JOIN docs_app_document d ON d.id = c.document_id WHERE docs_app_chunk_fts MATCH %s AND "
-            + " AND ".join(where) + " ORDER BY bm25(docs_app_chunk_fts), c.id LIMIT %s"
-        )
-        params = [match, *params, limit]
+    # Terms are \w+ runs, so joined with '|' they are a well-formed tsquery (OR), whatever the user typed.
+    # Only fixed fragments and %s placeholders are joined into the SQL; every value is a parameter.
+    sql = (
+        "SELECT c.id, c.document_id FROM docs_app_chunk c JOIN docs_app_document d "  # noqa: S608
+        "ON d.id = c.document_id, to_tsquery('english', %s) q "
+        "WHERE to_tsvector('english', c.text) @@ q AND " + " AND ".join(where)
+        + " ORDER BY ts_rank_cd(to_tsvector('english', c.text), q) DESC, c.id LIMIT %s"
+    )
+    params = [" | ".join(terms), *params, limit]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [(int(chunk_id), int(document_id)) for chunk_id, document_id in cursor.fetchall()]

@@ -16,6 +16,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from docs_app.models import DocumentStatus
+from docs_app.selectors.keywords import fts5_phrase
 from docs_app.selectors.retrieval import allowed_collection_ids
 from docs_app.services.actor import AnyUser
 
@@ -58,8 +59,9 @@ class SearchQuery:
         return cls(phrases=tuple(dict.fromkeys(phrases))[:_MAX_TERMS])
 
     def fts5(self) -> str:
-        """Every phrase quoted (no character typed can be read as FTS5 syntax), all required."""
-        return " AND ".join('"' + " ".join(words).replace('"', '""') + '"' for words in self.phrases)
+        """Every phrase quoted (no character typed can be read as FTS5 syntax), all required, in the text column
+        (the index's other column holds scope words, see docs_app.selectors.keywords)."""
+        return "text : (" + " AND ".join(fts5_phrase(" ".join(words)) for words in self.phrases) + ")"
 
     def tsquery(self) -> str:
         """The same for PostgreSQL: words of a phrase follow each other (<->), phrases are all required (&)."""
@@ -97,7 +99,7 @@ def passages_search(*, user: AnyUser, text: str, collection_ids: list[int] | Non
             "FROM docs_app_chunk_fts f JOIN docs_app_chunk c ON c.id = f.rowid "
             "JOIN docs_app_document d ON d.id = c.document_id JOIN docs_app_collection col ON col.id = d.collection_id "
             f"WHERE docs_app_chunk_fts MATCH %s AND d.status = %s AND d.collection_id IN ({placeholders}) "
-            "ORDER BY bm25(docs_app_chunk_fts), c.id LIMIT %s"
+            "ORDER BY bm25(docs_app_chunk_fts, 1.0, 0.0), c.id LIMIT %s"
         )
         params = [query.fts5(), DocumentStatus.READY.value, *allowed, limit]
     with connection.cursor() as cursor:

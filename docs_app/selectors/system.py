@@ -15,7 +15,7 @@ from django.conf import settings
 
 from docs_app.models import Document
 from docs_app.selectors.library import documents_count_by_status
-from docs_app.services.model_status import MODEL_STATUS_KEY
+from docs_app.services.model_status import EMBEDDER_STATUS_KEY, MODEL_STATUS_KEY
 from workers.celery import app
 
 QUEUES = ("ingest", "answer")
@@ -31,6 +31,7 @@ class SystemStatus:
     chroma_ok: bool = False
     chroma_error: str = ""
     model: dict[str, Any] | None = None
+    embedders: list[dict[str, Any]] = field(default_factory=list)  # one per worker process
     documents_by_status: dict[str, int] = field(default_factory=dict)
     disk_total: int = 0
     disk_used: int = 0
@@ -64,6 +65,7 @@ def _probe_redis(status: SystemStatus) -> None:
         status.queue_depth = {queue: int(client.llen(queue)) for queue in QUEUES}
         raw = client.get(MODEL_STATUS_KEY)
         status.model = json.loads(raw) if raw else None
+        status.embedders = [json.loads(value) for _, value in sorted(client.hgetall(EMBEDDER_STATUS_KEY).items())]
         status.redis_ok = True
     except (redis.RedisError, ValueError) as exc:
         status.redis_error = str(exc)[:200]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from docs_app.pipeline.prompt import (
     citations_parse,
     prompt_build,
 )
+from docs_app.selectors.answers import answer_wait_estimate_s, answers_waiting_count
 from docs_app.selectors.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
 from docs_app.services.access import conversation_check_owner, documents_readable
 from docs_app.services.actor import Actor
@@ -41,9 +41,9 @@ from docs_app.services.audit import Action, audit_record
 from docs_app.services.enqueue import answer_generate_enqueue
 from docs_app.services.model_status import model_loaded_publish
 from docs_app.services.streams import (
-    LEASE_S,
+    AnswerLease,
+    LeaseLost,
     answer_lease,
-    answer_lease_held,
     stream_exists,
     stream_finish,
     stream_publish,
@@ -75,7 +75,21 @@ ABSTAIN_TEXT = (
 CRASHED_TEXT = ("The answer could not be written: the answer worker stopped {runs} times while generating it "
                 "(the model process crashed), so it was not tried again. Please ask again later; an "
                 "administrator can see the model's state on the status page.")
-INTERRUPTED_TEXT = ("The answer was interrupted: the answer worker stopped while writing it. Please ask again.")
+BUSY_TEXT = ("Busy, try again: {waiting} questions are waiting for the answer service{eta}. Please ask again in "
+             "a few minutes.")
+WAITED_TEXT = ("Busy, try again: no answer worker took this question within {minutes} minutes (too many questions, "
+               "or the answer service is not running). Please ask again later.")
+
+
+class AnswerQueueFull(Exception):
+    """Back-pressure: settings.ANSWER_QUEUE_MAX answers wait already, or those waiting would take longer than
+    settings.ANSWER_WAIT_TARGET_S to write; the question is refused, not queued."""
+
+    def __init__(self, waiting: int, estimate_s: float | None = None) -> None:
+        eta = f", about {max(1, round(estimate_s / 60))} minutes of work" if estimate_s is not None else ""
+        super().__init__(BUSY_TEXT.format(waiting=waiting, eta=eta))
+        self.waiting = waiting
+        self.estimate_s = estimate_s
 
 
 # --- the web side -------------------------------------------------------------------------------------------
@@ -93,11 +107,21 @@ def conversation_start(*, actor: Actor, text: str, collection_ids: Sequence[int]
 
 
 def question_ask(*, conversation: Conversation, actor: Actor, text: str) -> Answer:
-    """Record the question with a pending answer and queue it for the answer worker once committed."""
+    """Record the question with a pending answer and queue it for the answer worker once committed; raises
+    AnswerQueueFull instead when settings.ANSWER_QUEUE_MAX answers are already waiting or being written, or when
+    those waiting would take longer than settings.ANSWER_WAIT_TARGET_S. If the queue (Redis) is unreachable the
+    question is still recorded: the reconciler queues it when Redis is back."""
     user = _asker(actor)
     conversation_check_owner(user, conversation)
     clean = _question_clean(text)
     with transaction.atomic():
+        # Counted inside the write transaction: on SQLite (IMMEDIATE) no other ask slips in between.
+        waiting = answers_waiting_count()
+        if waiting >= settings.ANSWER_QUEUE_MAX:
+            raise AnswerQueueFull(waiting)
+        estimate = answer_wait_estimate_s(ahead=Answer.objects.filter(status=AnswerStatus.PENDING).count())
+        if estimate is not None and estimate > settings.ANSWER_WAIT_TARGET_S:
+            raise AnswerQueueFull(waiting, estimate)
         question = Question.objects.create(conversation=conversation, asked_by=user, text=clean,
                                            client_address=actor.address)
         answer = Answer.objects.create(question=question)
@@ -143,7 +167,7 @@ def answer_generate(*, answer_id: int) -> None:
         pk=answer_id).first()
     if answer is None or answer.is_finished:
         return  # deleted, or a redelivered message for finished work
-    with answer_lease(answer_id=answer_id) as renew_lease:
+    with answer_lease(answer_id=answer_id) as lease:
         # Counted before any work: a run that kills its process (a native crash in the model) never gets to
         # record anything afterwards, and its message comes back (reject_on_worker_lost).
         Answer.objects.filter(pk=answer_id).update(attempts=F("attempts") + 1)
@@ -154,26 +178,19 @@ def answer_generate(*, answer_id: int) -> None:
         if answer.status == AnswerStatus.STREAMING or stream_exists(answer_id=answer_id):
             # A worker died mid-answer: readers drop what they have shown and follow the new run.
             stream_publish(answer_id=answer_id, event="restart", data="")
-        Answer.objects.filter(pk=answer_id).update(status=AnswerStatus.STREAMING, text="", error="")
+        Answer.objects.filter(pk=answer_id).update(status=AnswerStatus.STREAMING, text="", error="",
+                                                   started_at=timezone.now())
         try:
-            _answer(answer, renew_lease=renew_lease)
+            _answer(answer, lease=lease)
+        except LeaseLost:
+            # Presumed dead and taken over (this process stalled past its lease): the new run owns the answer.
+            log.warning("answer %s: lease lost to another run; this run stops", answer_id)
         except Exception as exc:  # any failure must end as a FAILED answer, never a stuck one
             log.exception("answer %s failed", answer_id)
             answer_fail(answer=answer, message=_readable(exc))
 
 
-def answers_fail_abandoned() -> int:
-    """The reconciler's part for answers: one left "streaming" with no live run holding its lease was
-    interrupted (its worker or host died) and fails with that reason instead of waiting for a redelivery
-    that may take an hour. Returns how many."""
-    abandoned = [answer for answer in Answer.objects.select_related("question__asked_by")
-                 .filter(status=AnswerStatus.STREAMING) if not answer_lease_held(answer_id=answer.pk)]
-    for answer in abandoned:
-        answer_fail(answer=answer, message=INTERRUPTED_TEXT)
-    return len(abandoned)
-
-
-def _answer(answer: Answer, *, renew_lease: Callable[[], None]) -> None:
+def _answer(answer: Answer, *, lease: AnswerLease) -> None:
     question = answer.question
     hits, relevant = answer_evidence(question)
     if not relevant:
@@ -191,22 +208,20 @@ def _answer(answer: Answer, *, renew_lease: Callable[[], None]) -> None:
         Answer.objects.filter(pk=answer.pk).update(sources=[s.stored() for s in shown])
         stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.stored() for s in shown]))
         raise
-    renew_lease()  # the first load of a large model can take a while
+    lease.check()  # the first load of a large model can take a while
     model_loaded_publish(model, loaded_at=loaded_at)
     messages, shown = answer_prompt(question, relevant=relevant, model=model)
     _audit_ask(question=question, hits=hits, shown=shown)
+    lease.check()
     stream_publish(answer_id=answer.pk, event="sources", data=json.dumps([s.stored() for s in shown]))
 
     pieces: list[str] = []
     tokens = model.stream_chat(messages, max_tokens=settings.LLM_MAX_ANSWER_TOKENS, temperature=TEMPERATURE)
-    renewed = time.monotonic()
     try:
         for piece in tokens:
+            lease.check()  # never a token after another run took over
             pieces.append(piece)
             stream_publish(answer_id=answer.pk, event="token", data=piece)
-            if time.monotonic() - renewed > LEASE_S / 4:
-                renew_lease()
-                renewed = time.monotonic()
     finally:
         tokens.close()  # frees the model for the next answer even when we stop early
     text = "".join(pieces).strip()
@@ -375,11 +390,17 @@ def language_model_loaded() -> tuple[LanguageModel, str]:
 
 def answer_model_preload() -> None:
     """Load the model when the answer worker starts, not when the first person asks (a minute for a large
-    model). Failures are logged and published; the answers then fail with the reason."""
+    model), and the embedder retrieval needs (seconds, longer on a busy machine: time the first question's
+    first token would otherwise carry). Failures are logged and published; the answers then fail with the
+    reason."""
     try:
         model, loaded_at = language_model_loaded()
         model_loaded_publish(model, loaded_at=loaded_at)
     except Exception:
         log.exception("the answer model could not be loaded")
+    try:
+        registry.embedder().embed(["warm-up"])
+    except Exception:
+        log.exception("the embedder could not be loaded")
 
 

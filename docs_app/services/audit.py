@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +70,7 @@ class Action:
     COLLECTION_CREATE = "collection.create"
     AUDIT_EXPORT = "audit.export"
     INDEX_REBUILD = "index.rebuild"
+    INDEX_REPAIR = "index.repair"
     BACKUP = "system.backup"
     RESTORE = "system.restore"
 
@@ -174,6 +175,28 @@ class ChainReport:
     problem: str = ""
 
 
+def event_link_problem(event: AuditEvent, *, prev_hash: str, prev_version: int) -> str:
+    """Why `event` does not continue a chain whose previous event has `prev_hash` and chain version
+    `prev_version` (GENESIS_HASH and 1 before the first event); empty if it does."""
+    if event.prev_hash != prev_hash:
+        return "previous-hash link broken (a row was removed or reordered)"
+    if event.chain_version < prev_version or event.chain_version not in (1, CHAIN_VERSION):
+        return "chain version downgraded (an unkeyed row after keyed ones: the row was forged)"
+    try:
+        computed = event_hash(event)
+    except AuditKeyMissing:
+        return f"keyed events cannot be verified: the key file {settings.AUDIT_KEY_FILE} is missing"
+    if not hmac.compare_digest(computed, event.hash):
+        return "content does not match its hash (the row was altered)"
+    return ""
+
+
+# The newest event must be keyed: keyed events seal the unkeyed ones before them (their prev_hash), so an
+# all-unkeyed chain is one rebuilt without the key. (Right after the upgrade the first new event, e.g. the next
+# login, seals the older events.)
+UNKEYED_HEAD = "the newest event is not keyed: the chain was rebuilt without the audit key"
+
+
 def audit_verify(events: Iterable[AuditEvent] | None = None) -> ChainReport:
     """Recompute the chain from the first event and name the first link that does not hold; then check that
     every head anchored outside the database is still in it, unchanged."""
@@ -182,30 +205,15 @@ def audit_verify(events: Iterable[AuditEvent] | None = None) -> ChainReport:
     version = 1
     checked = 0
     for event in rows:
-        if event.prev_hash != prev:
-            return ChainReport(False, checked, event.pk,
-                               "previous-hash link broken (a row was removed or reordered)")
-        if event.chain_version < version or event.chain_version not in (1, CHAIN_VERSION):
-            return ChainReport(False, checked, event.pk,
-                               "chain version downgraded (an unkeyed row after keyed ones: the row was forged)")
-        try:
-            computed = event_hash(event)
-        except AuditKeyMissing:
-            return ChainReport(False, checked, event.pk,
-                               f"keyed events cannot be verified: the key file {settings.AUDIT_KEY_FILE} is missing")
-        if not hmac.compare_digest(computed, event.hash):
-            return ChainReport(False, checked, event.pk,
-                               "content does not match its hash (the row was altered)")
+        problem = event_link_problem(event, prev_hash=prev, prev_version=version)
+        if problem:
+            return ChainReport(False, checked, event.pk, problem)
         prev, version = event.hash, event.chain_version
         checked += 1
     if checked and version != CHAIN_VERSION:
-        # The newest event must be keyed: keyed events seal the unkeyed ones before them (their prev_hash), so
-        # an all-unkeyed chain is one rebuilt without the key. (Right after the upgrade the first new event,
-        # e.g. the next login, seals the older events.)
-        return ChainReport(False, checked, None, "the newest event is not keyed: the chain was rebuilt without "
-                                                 "the audit key")
+        return ChainReport(False, checked, None, UNKEYED_HEAD)
     if events is None:
-        problem = _anchors_problem()
+        problem = audit_anchors_problem()
         if problem:
             return ChainReport(False, checked, None, problem)
     return ChainReport(True, checked)
@@ -254,14 +262,23 @@ def _anchor_if_due(event_id: int, hash_: str) -> None:
             anchor_log.exception("could not anchor audit event #%s in %s", event_id, settings.AUDIT_ANCHOR_FILE)
 
 
-def _anchors_problem() -> str:
-    try:
-        lines = Path(settings.AUDIT_ANCHOR_FILE).read_text().splitlines()
-    except FileNotFoundError:
+_ANCHOR_BATCH = 500
+
+
+def audit_anchors_problem(*, latest_only: bool = False) -> str:
+    """Whether every head anchored outside the database (or only the newest, `latest_only`) is written with the
+    audit key and still in the chain, unchanged; empty if so. The file is read line by line and the anchored
+    events looked up a batch at a time, so a year of anchors (one a minute) takes bounded memory.
+
+    The newest anchor alone stands for all of them when the chain's links verify: rewriting any event before it
+    changes every later hash, the anchored one included."""
+    path = Path(settings.AUDIT_ANCHOR_FILE)
+    if not path.exists():
         return ""
-    anchors: dict[int, str] = {}
     key = audit_key()
-    for number, line in enumerate(lines, start=1):
+    lines = [(number, line) for number, line in _last_line(path)] if latest_only else _numbered_lines(path)
+    batch: dict[int, str] = {}
+    for number, line in lines:
         try:
             entry = json.loads(line)
             event_id, hash_, at, mac = int(entry["id"]), str(entry["hash"]), str(entry["at"]), str(entry["mac"])
@@ -269,7 +286,34 @@ def _anchors_problem() -> str:
             return f"anchor file line {number} is unreadable"
         if not hmac.compare_digest(mac, _anchor_mac(key, event_id, hash_, at)):
             return f"anchor file line {number} was not written with the audit key"
-        anchors[event_id] = hash_
+        batch[event_id] = hash_
+        if len(batch) >= _ANCHOR_BATCH:
+            problem = _anchored_events_problem(batch)
+            if problem:
+                return problem
+            batch = {}
+    return _anchored_events_problem(batch)
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                yield number, line
+
+
+def _last_line(path: Path) -> Iterator[tuple[int | str, str]]:
+    """The file's last line, read from its end (its number is not counted: "last")."""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        end = handle.tell()
+        handle.seek(max(0, end - 4096))
+        tail = handle.read().decode("utf-8", errors="replace").strip().splitlines()
+    if tail:
+        yield "last", tail[-1]
+
+
+def _anchored_events_problem(anchors: dict[int, str]) -> str:
     if not anchors:
         return ""
     stored = dict(AuditEvent.objects.filter(id__in=anchors).values_list("id", "hash"))

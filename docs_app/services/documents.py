@@ -10,13 +10,19 @@ from typing import IO, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from docs_app.models import Collection, Document, DocumentStatus
 from docs_app.pipeline.pdf_extract import ExtractionError, pdf_validate
 from docs_app.services.actor import Actor
 from docs_app.services.answering import answers_redact_for_document
 from docs_app.services.audit import Action, audit_record
-from docs_app.services.enqueue import document_ingest_enqueue, erasure_compact_enqueue, vectors_delete_enqueue
+from docs_app.services.enqueue import (
+    document_ingest_enqueue,
+    erasure_compact_enqueue,
+    queue_unreachable,
+    vectors_delete_enqueue,
+)
 from docs_app.services.streams import streams_delete
 from docs_app.storage import (
     document_file_path,
@@ -29,12 +35,18 @@ from docs_app.storage import (
 _COPY_BLOCK = 1024 * 1024
 
 
+# Said when a file was stored and recorded but its message could not reach the queue (Redis unreachable).
+QUEUE_WAIT_NOTE = ("stored; processing waits for the task queue, which is not reachable now. It starts by "
+                   "itself when the queue is back: nothing needs to be uploaded again.")
+
+
 @dataclass(frozen=True)
 class UploadOutcome:
     name: str
     status: Literal["queued", "duplicate", "rejected"]
     reason: str = ""
     document_id: int | None = None
+    note: str = ""
 
 
 def _title_from_name(name: str) -> str:
@@ -118,7 +130,8 @@ def document_upload(
     except BaseException:
         final_path.unlink(missing_ok=True)
         raise
-    return UploadOutcome(display_name, "queued", document_id=document.pk)
+    return UploadOutcome(display_name, "queued", document_id=document.pk,
+                         note=QUEUE_WAIT_NOTE if queue_unreachable() else "")
 
 
 def _duplicate(name: str, existing: Document) -> UploadOutcome:
@@ -139,7 +152,7 @@ def document_retry(*, document: Document, actor: Actor) -> None:
     with transaction.atomic():
         Document.objects.filter(pk=document.pk).update(
             status=DocumentStatus.QUEUED, error="", attempts=0, progress=0, pages_done=0,
-            version=document.version + 1,
+            version=document.version + 1, run_owner="", updated_at=timezone.now(),
         )
         audit_record(action=Action.RETRY, actor=actor, target_type="document",
                      target_id=document.pk, collection_id=document.collection_id, document_id=document.pk)
@@ -170,14 +183,3 @@ def document_delete(*, document: Document, actor: Actor) -> None:
         # Redis's append-only file keeps the deleted streams until it is rewritten.
         erasure_compact_enqueue()
     document_files_erase(file_path=file_path, cache_dir=cache_dir)
-
-
-def documents_requeue_unfinished() -> int:
-    """The reconciler: Redis only carries messages, so after a Redis loss the DB says what is unfinished.
-    Tasks are idempotent, so queueing a document that is also still in the queue costs nothing but a no-op."""
-    pending = list(
-        Document.objects.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).values_list("pk", flat=True)
-    )
-    for document_id in pending:
-        document_ingest_enqueue(document_id=document_id)
-    return len(pending)

@@ -3,17 +3,20 @@ bloated. Chroma's deletes are soft, so a rebuild is also how erased vectors leav
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 from django.db import connection
 
 from docs_app import registry
-from docs_app.models import Chunk, DocumentStatus, chunk_vector_id
+from docs_app.models import Chunk, Document, DocumentStatus, chunk_vector_id, chunk_vector_key
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.streams import redis_files_compact
+
+log = logging.getLogger(__name__)
 
 _BATCH = 2000
 
@@ -63,6 +66,74 @@ def index_rebuild(*, reembed: bool = False) -> int:
     audit_record(action=Action.INDEX_REBUILD, target_type="index", details={"chunks": written, "reembed": reembed})
     keyword_index_compact()
     return written
+
+
+@dataclass
+class IndexReport:
+    """What check_index found: the DB's side (READY documents and their chunk rows), the store's, the drift."""
+
+    documents_ready: int = 0
+    chunk_rows: int = 0
+    vectors: int = 0
+    missing: int = 0  # chunk rows of READY documents with no vector: re-upserted from the stored embedding
+    orphans: int = 0  # vectors no READY document's chunk row accounts for: deleted
+    ready_without_chunks: list[int] = field(default_factory=list)  # cannot be repaired from the DB: reported
+    repaired: bool = False
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.missing or self.orphans or self.ready_without_chunks)
+
+    def summary(self) -> str:
+        text = (f"{self.documents_ready} ready documents, {self.chunk_rows} chunk rows, {self.vectors} vectors; "
+                f"missing {self.missing}, orphans {self.orphans}")
+        if self.ready_without_chunks:
+            text += f"; ready without chunk rows: {self.ready_without_chunks[:20]}"
+        if self.repaired:
+            text += " (repaired)"
+        return text
+
+
+def index_check(*, repair: bool = True) -> IndexReport:
+    """Compare Documents, Chunk rows and the vector store, and (with `repair`) mend the drift: vectors missing for
+    READY documents are written again from the DB's stored embeddings, vectors that no READY document accounts
+    for (erased or failed documents, an old version, a purge lost with Redis) are deleted.
+
+    Documents being ingested right now are left alone: their vectors are written before they turn READY. The
+    store is listed first and the DB read after, so a document that turns READY in between only looks "missing"
+    (an idempotent re-upsert), and one erased in between looks orphaned, which it is. Idempotent: safe to run
+    from several hosts at once."""
+    store = registry.vector_store()
+    stored = set(store.ids())
+    expected: dict[str, int] = {}
+    for pk, document_id, version, ordinal in Chunk.objects.filter(document__status=DocumentStatus.READY) \
+            .values_list("pk", "document_id", "document__version", "ordinal").iterator(chunk_size=_BATCH):
+        expected[chunk_vector_id(document_id=document_id, version=version, ordinal=ordinal)] = pk
+    in_progress = set(Document.objects.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED])
+                      .values_list("pk", flat=True))
+    ready = Document.objects.filter(status=DocumentStatus.READY)
+    report = IndexReport(documents_ready=ready.count(), chunk_rows=len(expected), vectors=len(stored))
+    report.ready_without_chunks = sorted(ready.filter(chunks__isnull=True).values_list("pk", flat=True))
+    missing = [pk for vector_id, pk in expected.items() if vector_id not in stored]
+    orphans = [vector_id for vector_id in stored
+               if vector_id not in expected and _document_of(vector_id) not in in_progress]
+    report.missing, report.orphans = len(missing), len(orphans)
+    if repair and (missing or orphans):
+        for start in range(0, len(missing), _BATCH):
+            _write(list(Chunk.objects.filter(pk__in=missing[start:start + _BATCH]).select_related("document")),
+                   reembed=False)
+        for start in range(0, len(orphans), _BATCH):
+            store.delete_ids(ids=orphans[start:start + _BATCH])
+        report.repaired = True
+        audit_record(action=Action.INDEX_REPAIR, target_type="index",
+                     details={"missing": report.missing, "orphans": report.orphans})
+        log.warning("vector index drift repaired: %s", report.summary())
+    return report
+
+
+def _document_of(vector_id: str) -> int | None:
+    key = chunk_vector_key(vector_id)
+    return key[0] if key else None
 
 
 def keyword_index_compact() -> None:

@@ -1,8 +1,9 @@
-"""The answer model's state as the status page and `ensure_model` show it: which file, which llama.cpp CPU
-backend was proven to run here, and whether the self-test passed.
+"""The models' state as the status page and `ensure_model` show it: for the answer model, which file, which
+llama.cpp CPU backend was proven to run here, and whether the self-test passed; for the embedder, which
+precision and device it proved at start and with how many threads.
 
-Answer workers publish it to Redis (the web process loads no model); `answer_runtime_prepare` runs once when
-an answer worker starts, before its pool processes take work.
+Workers publish it to Redis (the web process loads no model); `answer_runtime_prepare` runs once when an
+answer worker starts, before its pool processes take work; `embedder_prepare` in each pool process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
+from docs_app import registry
 from docs_app.adapters import llm_runtime
+from docs_app.adapters.embeddings import WORKER_PROCESSES_ENV
 from docs_app.adapters.llm import model_path_from_settings, runtime_prove_from_settings
 from docs_app.services.streams import redis_client
 
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 MODEL_STATUS_KEY = "docs:llm:status"
 # Refreshed by every answer; a worker that stopped long ago no longer claims a state.
 MODEL_STATUS_TTL_S = 6 * 3600
+# A hash: one field per worker process, "host:pid" (hosts may differ: a GPU host embeds in fp16, an old CPU in
+# fp32; each process proves its own).
+EMBEDDER_STATUS_KEY = "docs:embedder:status"
 # The stand-in's file name: the status page and the ask page say when answers come from it.
 STANDIN_NOTE = ("The installed answer model is the packaged stand-in (Gemma 3 270M, a base model): it proves the "
                 "whole path runs but writes poor answers. Install the production model (README).")
@@ -68,3 +74,41 @@ def _publish(fields: dict[str, Any]) -> None:
         current = {}
     status = {**current, **fields, "host": platform.node(), "refreshed_at": timezone.now().isoformat()}
     client.set(MODEL_STATUS_KEY, json.dumps(status), ex=MODEL_STATUS_TTL_S)
+
+
+def embedder_threads_share(*, processes: int) -> None:
+    """Called in a worker's main process before its pool forks: each pool process then sizes its embedding
+    threads to its share of the cores (an operator's DOCS_WORKER_PROCESSES, e.g. for several workers on one
+    host, wins)."""
+    os.environ.setdefault(WORKER_PROCESSES_ENV, str(max(1, processes)))
+
+
+def embedder_prepare() -> None:
+    """Load the embedder when a worker process starts (it proves its precision then, see
+    docs_app.adapters.embeddings) and publish how it runs for /status/. Never raises: a task that needs the
+    embedder then fails with the reason."""
+    try:
+        fields = {"state": "ok", **registry.embedder().describe()}
+    except Exception as exc:
+        log.exception("the embedding model could not be loaded")
+        fields = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    host = platform.node()
+    fields.update(host=host, pid=os.getpid(), refreshed_at=timezone.now().isoformat())
+    client = redis_client()
+    # Entries of this host's processes that are gone (a restart gives new pids) leave the page.
+    for name in client.hkeys(EMBEDDER_STATUS_KEY):
+        owner, _, pid = str(name).rpartition(":")
+        if owner == host and pid.isdigit() and not _process_alive(int(pid)):
+            client.hdel(EMBEDDER_STATUS_KEY, name)
+    client.hset(EMBEDDER_STATUS_KEY, f"{host}:{os.getpid()}", json.dumps(fields))
+    client.expire(EMBEDDER_STATUS_KEY, MODEL_STATUS_TTL_S)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

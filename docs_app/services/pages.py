@@ -10,6 +10,7 @@ so renders are cached per document version under PAGE_CACHE_DIR/<document id>/, 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -45,13 +46,19 @@ def page_render(*, document: Document, page: int, chunk: Chunk | None = None) ->
     if target.exists():
         return target
     version_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=version_dir, prefix=".render-", suffix=".png")
-    os.close(fd)
-    try:
-        _render_in_child(document=document, page=page, chunk=chunk, out=Path(tmp_name))
-        os.replace(tmp_name, target)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    # One render per picture: twenty people opening the same page at once wait for one child instead of
+    # starting twenty (which, on a small machine, all ran into the timeout: seen under bench/load.py).
+    with (version_dir / f".{target.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        fd, tmp_name = tempfile.mkstemp(dir=version_dir, prefix=".render-", suffix=".png")
+        os.close(fd)
+        try:
+            _render_in_child(document=document, page=page, chunk=chunk, out=Path(tmp_name))
+            os.replace(tmp_name, target)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
     if not Document.objects.filter(pk=document.pk).exists():
         # Erased while we rendered: erasure already removed the cache directory, and this render must not
         # leave a picture of the erased page behind.

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
+import logging
 import re
-import socket
-import uuid
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.conf import settings
+
+from docs_app.services.liveness import Beat, run_dead_here, run_identity, run_pid
+
+log = logging.getLogger(__name__)
 
 STREAM_TTL_S = 3600
 FINISHED_LINGER_S = 30
@@ -46,17 +51,19 @@ def redis_client() -> redis.Redis:
                                 socket_connect_timeout=5)
 
 
-# How long a run's claim on an answer lasts without renewal. The run renews it while it works; a run that died
-# (worker killed) lets it lapse, so a redelivered message waits at most this long before it takes over.
-LEASE_S = 120
-
-
 class AnswerBusy(Exception):
     """Another live run holds this answer's lease (a duplicate delivery, or a dead run's lease not yet lapsed)."""
 
 
+class LeaseLost(Exception):
+    """This run's lease was taken by another run (this one was presumed dead): it must stop writing at once."""
+
+
 # Compare-and-act on the lease value, so a run never renews, steals or releases a lease that is not its own.
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+# Renewing a lease that is gone altogether (Redis restarted without its data) takes it again.
+_RENEW = ("local held = redis.call('get', KEYS[1]) "
+          "if held == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end "
+          "if not held then redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end return 0")
 _STEAL = ("if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
           "return 1 end return 0")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -69,66 +76,88 @@ def lease_key(answer_id: int) -> str:
 def lease_holder_pid(answer_id: int) -> int | None:
     """The process id of the run holding the answer's lease (for the status page and fault tests)."""
     value = redis_client().get(lease_key(answer_id))
-    parts = str(value).split(":") if value else []
-    return int(parts[1]) if len(parts) == 3 and parts[1].isascii() and parts[1].isdigit() else None
+    return run_pid(str(value)) if value else None
 
 
-def _holder_dead(value: str) -> bool:
-    """The holder ran on this host and its process is gone: a worker child killed mid-answer. Its work can be
-    taken over at once instead of after the lease lapses. Holders on other hosts are left to the lease."""
-    host, _, rest = value.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+@dataclass
+class AnswerLease:
+    """A run's claim on an answer. A thread renews it every quarter of its length while the run's process lives
+    (however long one model call takes); a run whose lease was taken over learns it from `check()`."""
+
+    answer_id: int
+    lost: threading.Event
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost(f"answer {self.answer_id} was taken over by another run")
 
 
 @contextlib.contextmanager
-def answer_lease(*, answer_id: int) -> Iterator[Callable[[], None]]:
-    """One run per answer at a time: two runs writing one stream would interleave their tokens. Yields a
-    function that renews the lease; raises AnswerBusy when another live run holds it."""
+def answer_lease(*, answer_id: int) -> Iterator[AnswerLease]:
+    """One run per answer at a time: two runs writing one stream would interleave their tokens. Raises
+    AnswerBusy when another live run holds it. A holder on this host whose process is gone is taken over at
+    once; one on another host when its lease lapses (settings.ANSWER_LEASE_S after its last renewal)."""
     client = redis_client()
     key = lease_key(answer_id)
-    mine = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-    if not client.set(key, mine, nx=True, ex=LEASE_S):
+    length = settings.ANSWER_LEASE_S
+    mine = run_identity()
+    if not client.set(key, mine, nx=True, ex=length):
         holder = client.get(key)
-        taken = holder is not None and _holder_dead(str(holder)) and client.eval(
-            _STEAL, 1, key, str(holder), mine, LEASE_S)
-        if not taken and not client.set(key, mine, nx=True, ex=LEASE_S):
+        taken = holder is not None and run_dead_here(str(holder)) and client.eval(
+            _STEAL, 1, key, str(holder), mine, length)
+        if not taken and not client.set(key, mine, nx=True, ex=length):
             raise AnswerBusy(f"answer {answer_id} is being written by another run")
 
-    def renew() -> None:
-        client.eval(_RENEW, 1, key, mine, LEASE_S)
+    def renew() -> bool:
+        return bool(client.eval(_RENEW, 1, key, mine, length))
 
+    def missed(exc: BaseException) -> None:
+        log.warning("could not renew the lease of answer %s: %s", answer_id, exc)
+
+    beat = Beat(beat=renew, every_s=max(1.0, length / 4), name=f"lease-{answer_id}", on_error=missed)
+    beat.start()
     try:
-        yield renew
+        yield AnswerLease(answer_id=answer_id, lost=beat.lost)
     finally:
+        beat.stop()
         with contextlib.suppress(redis.RedisError):
             client.eval(_RELEASE, 1, key, mine)
 
 
-def answer_lease_held(*, answer_id: int) -> bool:
-    return bool(redis_client().exists(lease_key(answer_id)))
+def answer_lease_live(*, answer_id: int) -> bool:
+    """A run that is alive (or not yet known dead) holds the answer's lease."""
+    holder = redis_client().get(lease_key(answer_id))
+    return holder is not None and not run_dead_here(str(holder))
 
 
 def stream_key(answer_id: int) -> str:
     return f"docs:answer:{answer_id}"
 
 
+# A worker's write to a stream waits this long for a Redis that restarts (a patch window) before it fails.
+PUBLISH_RETRY_S = 30
+
+
 def stream_publish(*, answer_id: int, event: str, data: str) -> str:
-    """Append one event; returns its entry id. Every append renews the expiry."""
+    """Append one event; returns its entry id. Every append renews the expiry. Waits (with backoff, up to
+    PUBLISH_RETRY_S) for a Redis that is restarting: an answer must not fail for a blip of its messenger."""
     key = stream_key(answer_id)
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.xadd(key, {"event": event, "data": data})
-    pipe.expire(key, STREAM_TTL_S)
-    entry_id, _ = pipe.execute()
-    return str(entry_id)
+    deadline = time.monotonic() + PUBLISH_RETRY_S
+    delay = 0.2
+    while True:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.xadd(key, {"event": event, "data": data})
+        pipe.expire(key, STREAM_TTL_S)
+        try:
+            entry_id, _ = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("answer %s: Redis did not take the %s event (%s); trying again", answer_id, event, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        return str(entry_id)
 
 
 def stream_read(*, answer_id: int, after: str = "0-0", block_ms: int = 0,

@@ -20,9 +20,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from docs_app.models import Answer
-from docs_app.selectors.answers import AnswerEvent, answer_events, conversation_page, conversations_recent
+from docs_app.selectors.answers import (
+    AnswerEvent,
+    answer_events,
+    answer_queue_position,
+    conversation_page,
+    conversations_recent,
+)
 from docs_app.services.access import answer_get, collections_readable, conversation_get
-from docs_app.services.answering import conversation_start, question_ask
+from docs_app.services.answering import AnswerQueueFull, conversation_start, question_ask
+from docs_app.services.enqueue import queue_unreachable
 from docs_app.services.streams import entry_id_valid
 from docs_app.web import ints, request_actor, wants_json
 
@@ -32,6 +39,7 @@ from docs_app.web import ints, request_actor, wants_json
 def ask_start(request: HttpRequest) -> HttpResponse:
     collections = list(collections_readable(request.user).order_by("name"))
     error = ""
+    status = 200
     if request.method == "POST":
         chosen = ints(request.POST.getlist("collections"))
         try:
@@ -41,14 +49,21 @@ def ask_start(request: HttpRequest) -> HttpResponse:
             answer = conversation_start(actor=request_actor(request), text=request.POST.get("question", ""),
                                         collection_ids=chosen or None)
         except ValidationError as exc:
-            error = " ".join(exc.messages)
+            error, status = " ".join(exc.messages), 400
+        except AnswerQueueFull as busy:
+            if wants_json(request):
+                return _busy_json(busy)
+            error, status = str(busy), BUSY_STATUS
         else:
             return _asked(request, answer)
-    return render(request, "ask/start.html", {"collections": collections,
-                                              "recent": conversations_recent(user=request.user), "error": error,
-                                              "standin_model": not settings.LLM_MODEL_PATH,
-                                              "question": request.POST.get("question", "")},
-                  status=400 if error else 200)
+    response = render(request, "ask/start.html", {"collections": collections,
+                                                  "recent": conversations_recent(user=request.user), "error": error,
+                                                  "standin_model": not settings.LLM_MODEL_PATH,
+                                                  "question": request.POST.get("question", "")},
+                      status=status)
+    if status == BUSY_STATUS:
+        response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    return response
 
 
 @login_required
@@ -74,6 +89,11 @@ def question_create(request: HttpRequest, pk: int) -> HttpResponse:
             return JsonResponse({"error": " ".join(exc.messages)}, status=400)
         messages.error(request, " ".join(exc.messages))
         return redirect("conversation", pk=conversation.pk)
+    except AnswerQueueFull as busy:
+        if wants_json(request):
+            return _busy_json(busy)
+        messages.error(request, str(busy))
+        return redirect("conversation", pk=conversation.pk)
     return _asked(request, answer)
 
 
@@ -89,11 +109,26 @@ def answer_stream(request: HttpRequest, pk: int) -> HttpResponseBase:
     return response
 
 
+# "Busy, try again" is a refusal, not a failure: 429 with Retry-After, never a 5xx.
+BUSY_STATUS = 429
+BUSY_RETRY_AFTER_S = 60
+
+
+def _busy_json(busy: AnswerQueueFull) -> JsonResponse:
+    response = JsonResponse({"error": "busy", "message": str(busy), "waiting": busy.waiting,
+                             "wait_estimate_s": busy.estimate_s, "retry_after_s": BUSY_RETRY_AFTER_S},
+                            status=BUSY_STATUS)
+    response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    return response
+
+
 def _asked(request: HttpRequest, answer: Answer) -> HttpResponse:
     conversation_id = answer.question.conversation_id
     if wants_json(request):
         return JsonResponse({"answer_id": answer.pk, "stream_url": reverse("answer_stream", args=[answer.pk]),
-                             "conversation_url": reverse("conversation", args=[conversation_id])}, status=201)
+                             "conversation_url": reverse("conversation", args=[conversation_id]),
+                             "queue_position": answer_queue_position(answer_id=answer.pk),
+                             "queue_down": queue_unreachable()}, status=201)
     return redirect(f"{reverse('conversation', args=[conversation_id])}#answer-{answer.pk}")
 
 

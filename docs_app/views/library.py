@@ -71,9 +71,11 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose at least one file to upload.")
         return redirect("collection", pk=collection.pk)
     outcomes = uploads_accept(collection=collection, files=files, actor=request_actor(request))
+    queue_waiting = any(outcome.note for outcome in outcomes)
     if wants_json(request):
-        return JsonResponse({"outcomes": [asdict(outcome) for outcome in outcomes]})
-    return render(request, "library/upload_result.html", {"collection": collection, "outcomes": outcomes})
+        return JsonResponse({"outcomes": [asdict(outcome) for outcome in outcomes], "queue_waiting": queue_waiting})
+    return render(request, "library/upload_result.html", {"collection": collection, "outcomes": outcomes,
+                                                          "queue_waiting": queue_waiting})
 
 
 @login_required

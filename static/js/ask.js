@@ -84,7 +84,21 @@
     var stream = new EventSource(answer.dataset.streamUrl);
     setStatus(answer, "streaming");
 
-    stream.addEventListener("sources", function (e) { renderSources(sources, JSON.parse(e.data)); });
+    // While the answer waits its turn: where it stands, or that the queue itself cannot be reached.
+    stream.addEventListener("queued", function (e) {
+      var info = JSON.parse(e.data), working = answer.querySelector(".working");
+      if (!working) { return; }
+      working.dataset.queued = "1";
+      working.textContent = info.queue_down
+        ? "The answer service's queue cannot be reached; your question is saved and will be answered when it is back."
+        : (info.position === 1 ? "Next in line for the answer service\u2026"
+          : "Waiting for the answer service: number " + info.position + " in the queue\u2026");
+    });
+    stream.addEventListener("sources", function (e) {
+      var working = answer.querySelector(".working");
+      if (working && working.dataset.queued) { working.textContent = "working\u2026"; delete working.dataset.queued; }
+      renderSources(sources, JSON.parse(e.data));
+    });
     stream.addEventListener("token", function (e) {
       written += e.data;
       text.textContent = written;

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 def test_query_parsing_keeps_phrases_and_quotes_every_term() -> None:
     query = SearchQuery.parse('Doylestown "joint  venture" OR NEAR(x) "')
     assert query.phrases == (("joint", "venture"), ("doylestown",), ("or",), ("near",), ("x",))
-    assert query.fts5() == '"joint venture" AND "doylestown" AND "or" AND "near" AND "x"'
+    assert query.fts5() == 'text : ("joint venture" AND "doylestown" AND "or" AND "near" AND "x")'
     assert SearchQuery.parse('"" ,;').phrases == ()
 
 

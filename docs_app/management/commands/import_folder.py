@@ -6,7 +6,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -62,3 +64,15 @@ class Command(BaseCommand):
         for outcome in outcomes:
             if outcome.status != "queued":
                 self.stdout.write(f"  {outcome.status}: {outcome.name}: {outcome.reason}")
+        waiting = sum(1 for o in outcomes if o.note)
+        if waiting:
+            self.stdout.write(
+                f"{waiting} of the imported files wait for the task queue: Redis ({_where(settings.REDIS_URL)}) "
+                "could not be reached. They are stored and recorded as queued; processing starts by itself once "
+                "Redis is back and the reconciler runs (`manage.py reconcile`, or the `reconciler` process of "
+                "`make run`). Nothing needs to be imported again.")
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)  # host and port only: the URL may carry a password
+    return f"{parts.hostname}:{parts.port or 6379}"

@@ -1,0 +1,48 @@
+"""The keyword index in the app's database: scope words filled at ingestion and by the migration, term counts
+read through the index's own stemming, and keyword rankings that only ever hold readable, READY passages."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from docs_app.models import Chunk, Collection, Document, DocumentStatus, chunk_keyword_scope
+from docs_app.selectors.keywords import estimates_forget, fts5_rows, term_rows
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_estimates() -> None:
+    estimates_forget()
+
+TEXTS = ["The licensee shall pay royalties quarterly.", "Termination for convenience on notice.",
+         "Royalties are paid in dollars.", "Governing law is Delaware."]
+
+
+def _document(collection: Collection, name: str, *, status: str = DocumentStatus.READY) -> Document:
+    document = Document.objects.create(collection=collection, title=name, original_name=f"{name}.pdf",
+                                       stored_name=name, sha256=name.ljust(64, "0"), size_bytes=1, status=status)
+    Chunk.objects.bulk_create(
+        Chunk(document=document, ordinal=i, page=1, char_start=0, char_end=len(text), text=text, embedding=b"",
+              keyword_scope=chunk_keyword_scope(collection_id=collection.pk, document_id=document.pk, ordinal=i))
+        for i, text in enumerate(TEXTS))
+    return document
+
+
+def test_rankings_hold_only_readable_ready_passages_and_term_counts_follow_stemming() -> None:
+    a, b = Collection.objects.create(name="A"), Collection.objects.create(name="B")
+    in_a, in_b = _document(a, "a"), _document(b, "b")
+    _document(a, "pending", status=DocumentStatus.EMBEDDING)
+    assert term_rows(["royalty", "terminated", "absent"]) == {"royalty": 6, "terminated": 3, "absent": 0}
+    rows = fts5_rows(["royalty", "termination"], collection_ids=[a.pk], limit=10)
+    assert {document for _, document in rows} == {in_a.pk} and len(rows) == 3
+    assert {d for _, d in fts5_rows(["royalty"], collection_ids=[a.pk, b.pk], limit=10)} == {in_a.pk, in_b.pk}
+    assert {d for _, d in fts5_rows(["royalty"], collection_ids=[a.pk, b.pk], limit=10,
+                                    document_ids=[in_b.pk])} == {in_b.pk}
+    heads = fts5_rows(["royalty", "termination", "delaware"], collection_ids=[a.pk, b.pk], limit=10, head_chunks=1)
+    assert {chunk for chunk, _ in heads} == set(Chunk.objects.filter(ordinal=0, document__in=[in_a, in_b])
+                                                 .values_list("id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT keyword_scope FROM docs_app_chunk WHERE document_id = %s AND ordinal = 1", [in_b.pk])
+        assert cursor.fetchone()[0] == f"c{b.pk} d{in_b.pk} o1"

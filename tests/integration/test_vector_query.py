@@ -1,0 +1,37 @@
+"""Vector queries for wide readers: an unfiltered search with over-fetch, filtered by collection in the adapter,
+falls back to Chroma's own filter when the share it was told was wrong. Real Chroma server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from docs_app.adapters.vectorstore import ChromaVectorStore
+
+
+@pytest.fixture
+def store(chroma_server: int) -> ChromaVectorStore:
+    store = ChromaVectorStore(host="127.0.0.1", port=settings.CHROMA_PORT, collection_name="test-wide-readers")
+    store.reset()
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # Collection 1 holds 10 vectors of 300, the rest are in collection 2.
+    store.upsert(ids=[f"{i}:1:0" for i in range(300)], embeddings=vectors,
+                 metadatas=[{"document_id": i, "collection_id": 1 if i < 10 else 2, "page": 1, "ordinal": 0}
+                            for i in range(300)])
+    return store
+
+
+def test_only_readable_collections_come_back_whatever_the_share_hint(store: ChromaVectorStore) -> None:
+    probe = np.ones(16, dtype=np.float32) / 4.0
+    exact = store.query(embedding=probe, k=5, collection_ids=[1])
+    assert len(exact) == 5 and {h.collection_id for h in exact} == {1}
+    for hint in (None, 0.01, 0.5, 1.0):  # 1.0 and 0.5 are wrong here: the adapter must notice
+        hits = store.query(embedding=probe, k=5, collection_ids=[1], readable_share=hint)
+        assert [h.vector_id for h in hits] == [h.vector_id for h in exact], hint
+    everything = store.query(embedding=probe, k=20, collection_ids=[1, 2], readable_share=1.0)
+    assert len(everything) == 20
+    sims = [h.similarity for h in everything]
+    assert sims == sorted(sims, reverse=True)
