@@ -6,7 +6,10 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 # bubblewrap: the PDF children's sandbox. Inside a container it needs user namespaces (e.g. `--security-opt
 # seccomp=unconfined` or a profile allowing unshare); without them DOCS_SANDBOX=auto falls back to basic.
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git bubblewrap postgresql-client \
+# tesseract-ocr-eng: the language data the OCR of scanned pages reads (add tesseract-ocr-<lang> for more languages
+# and name them in DOCS_OCR_LANGUAGES). postgresql-client: pg_dump and pg_restore for `manage.py backup`/`restore`.
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git bubblewrap \
+        tesseract-ocr tesseract-ocr-eng postgresql-client \
     && (command -v python3.11 >/dev/null || apt-get install -y --no-install-recommends python3.11 python3.11-venv) \
     && rm -rf /var/lib/apt/lists/* && python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

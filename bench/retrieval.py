@@ -1,6 +1,8 @@
 """Retrieval benchmark through the real stack: PDFs -> queue -> ingest worker -> Chroma + DB; every question
-through docs_app.selectors.retrieval.chunks_retrieve, dense-only and hybrid; then time to first token of a few
-answers through the real answer queue with the configured (stand-in) model.
+through docs_app.selectors.retrieval.chunks_retrieve, dense-only and hybrid, and for LegalBench-RAG questions also
+hybrid in each natural phrasing of bench/phrasings.py (named first, named last, by one party, by a short name,
+not named in a scope of the right document and 9 others); then time to first token of a few answers through
+the real answer queue with the configured (stand-in) model.
 
     python bench/retrieval.py --pdfs ../shared/data/legal/cuad_pdf \
         --queries ../shared/data/legal/cuad_queries_dev.jsonl --docs 60
@@ -96,6 +98,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240817)
     parser.add_argument("--variants", default="", help="compare settings on one corpus, e.g. fp32,auto,auto+all-terms "
                                                       "(see compare_variants); no time to first token then")
+    parser.add_argument("--no-phrasings", dest="phrasings", action="store_false",
+                        help="only the benchmark's own form (LegalBench-RAG questions are also asked in natural "
+                             "phrasings by default: bench/phrasings.py)")
+    parser.add_argument("--scope-size", type=int, default=10,
+                        help="documents in the scope of an unnamed question (the right one and others)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
@@ -151,11 +158,12 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
     figures: dict[str, Any] = {"queries": len(queries), "documents": len(by_name)}
     if args.variants:
-        figures["variants"] = compare_variants(args.variants.split(","), user=user, queries=queries, by_name=by_name)
+        figures["variants"] = compare_variants(args.variants.split(","), user=user, queries=queries, by_name=by_name,
+                                               args=args)
         print(f"work directory: {workdir}")
         print(json.dumps(figures))
         return
-    figures.update(evaluate(user=user, queries=queries, by_name=by_name))
+    figures.update(evaluate(user=user, queries=queries, by_name=by_name, args=args))
     latency = figures["retrieval_ms"]
     print(f"hybrid retrieval latency p50 {latency['p50']} ms, p95 {latency['p95']} ms")
     if args.ttft_runs > 0:
@@ -169,20 +177,36 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     print(json.dumps(figures))
 
 
-def evaluate(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, int]) -> dict[str, Any]:
-    """hit@1, hit@5 and MRR of dense-only and hybrid retrieval, and hybrid latency."""
-    from docs_app.selectors.retrieval import DENSE_ONLY, RetrievalOptions, chunks_retrieve
+def evaluate(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, int],
+             args: argparse.Namespace) -> dict[str, Any]:
+    """hit@1, hit@5 and MRR of dense-only and hybrid retrieval (and of hybrid for each natural phrasing), and
+    hybrid latency."""
+    from bench.phrasings import PHRASINGS, rephrase
+    from docs_app.selectors.retrieval import DENSE_ONLY, RankingOptions, chunks_retrieve
 
     figures: dict[str, Any] = {}
     latencies: list[float] = []
-    for label, options in (("dense", DENSE_ONLY), ("hybrid", RetrievalOptions())):
+    # The benchmark's own form, dense only and hybrid; then, for LegalBench-RAG questions, each natural phrasing
+    # (bench.phrasings), hybrid. "unnamed" asks in a scope of the right document and `--scope-size` - 1 others.
+    phrased = all(q["question"].startswith("Consider ") and ";" in q["question"] for q in queries)
+    runs = [("dense", "benchmark", DENSE_ONLY), ("hybrid", "benchmark", RankingOptions())]
+    if phrased and args.phrasings:
+        runs += [("hybrid", phrasing, RankingOptions()) for phrasing in PHRASINGS if phrasing != "benchmark"]
+    all_documents = sorted(by_name.values())
+    for label, phrasing, options in runs:
         hits1 = hits5 = 0
         reciprocal = 0.0
         for query in queries:
             gold_document = by_name.get(query["pdf"])
             spans = [words(span) for span in query.get("gold", [])]
+            question = rephrase(query["question"], phrasing, key=query["id"], seed=args.seed)
+            scope = None
+            if phrasing == "unnamed" and gold_document is not None:
+                rng = random.Random(f"{args.seed}:{query['id']}:scope")
+                others = [d for d in all_documents if d != gold_document]
+                scope = [gold_document, *rng.sample(others, min(len(others), args.scope_size - 1))]
             t0 = time.perf_counter()
-            found = chunks_retrieve(user=user, query=query["question"], k=TOP_K, options=options)
+            found = chunks_retrieve(user=user, query=question, document_ids=scope, k=TOP_K, options=options)
             if label == "hybrid":
                 latencies.append((time.perf_counter() - t0) * 1000)
             ranks = [i for i, c in enumerate(found, start=1)
@@ -192,16 +216,18 @@ def evaluate(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, int
             hits5 += first is not None and first <= 5
             reciprocal += 1 / first if first else 0.0
         n = len(queries)
-        figures[label] = {"hit@1": round(hits1 / n, 3), "hit@5": round(hits5 / n, 3),
-                          "mrr": round(reciprocal / n, 3)}
-        print(f"{label:7s} hit@1 {hits1 / n:.3f}  hit@5 {hits5 / n:.3f}  MRR {reciprocal / n:.3f}  (n={n})")
+        name = label if phrasing == "benchmark" else f"{label} {phrasing}"
+        figures[name] = {"hit@1": round(hits1 / n, 3), "hit@5": round(hits5 / n, 3),
+                         "mrr": round(reciprocal / n, 3)}
+        print(f"{name:20s} hit@1 {hits1 / n:.3f}  hit@5 {hits5 / n:.3f}  MRR {reciprocal / n:.3f}  (n={n})",
+              flush=True)
     figures["retrieval_ms"] = {"p50": round(statistics.median(latencies), 1),
                                "p95": round(statistics.quantiles(latencies, n=20)[18], 1)}
     return figures
 
 
 def compare_variants(variants: list[str], *, user: Any, queries: list[dict[str, Any]],
-                     by_name: dict[str, int]) -> dict[str, Any]:
+                     by_name: dict[str, int], args: argparse.Namespace) -> dict[str, Any]:
     """The same corpus and questions under several settings, in this run: "fp32", "bf16" or "auto" re-embed every
     chunk (and the questions) in that precision through the app's own re-index; a "+all-terms" suffix turns the
     keyword candidate limit off (DOCS_KEYWORD_MAX_SCORED=0), "+budget=N" sets it to N."""
@@ -232,7 +258,7 @@ def compare_variants(variants: list[str], *, user: Any, queries: list[dict[str, 
                 print(f"variant {variant}:")
                 estimates_forget()
                 results[variant] = {"precision": embedder.choice.precision,
-                                    **evaluate(user=user, queries=queries, by_name=by_name)}
+                                    **evaluate(user=user, queries=queries, by_name=by_name, args=args)}
     finally:
         registry.embedder = original  # type: ignore[misc]
     return results

@@ -284,15 +284,16 @@ def old_keyword_shape(readers: dict[str, Any], queries: list[dict[str, Any]]) ->
     from django.db import connection
 
     from docs_app.models import DocumentStatus
+    from docs_app.pipeline.ranking import fts5_query, keyword_terms
     from docs_app.selectors.keywords import fts5_rows
-    from docs_app.selectors.retrieval import allowed_collection_ids, fts5_query, keyword_terms
+    from docs_app.selectors.retrieval import allowed_collection_ids
 
     out: dict[str, Any] = {}
     for label, user in readers.items():
         allowed = allowed_collection_ids(user=user)
         old, new = [], []
         for query in queries:
-            match = fts5_query(query["question"])
+            match = fts5_query(keyword_terms(query["question"]))
             sql = (
                 "SELECT c.id, c.document_id FROM docs_app_chunk_fts f JOIN docs_app_chunk c ON c.id = f.rowid "
                 "JOIN docs_app_document d ON d.id = c.document_id WHERE docs_app_chunk_fts MATCH %s AND d.status = %s "

@@ -83,6 +83,10 @@ class Document(models.Model):
     size_bytes = models.BigIntegerField()
     page_count = models.PositiveIntegerField(null=True, blank=True)
     pages_done = models.PositiveIntegerField(default=0)
+    # Pages without a usable text layer that the latest ingestion sent to OCR, and how many it has read so far
+    # (the library's progress: OCR costs about a hundred times a text layer).
+    ocr_page_count = models.PositiveIntegerField(default=0)
+    ocr_pages_done = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=DocumentStatus.choices, default=DocumentStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)  # percent, for the progress bar
     error = models.TextField(blank=True)
@@ -98,6 +102,14 @@ class Document(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the first pages say the document is (pipeline.metadata.DocumentMetadata.as_dict(): title, type,
+    # parties, short names, effective date, authors, year), extracted at ingest; the filterable ones again as
+    # columns. `names` holds every name it may be called by, folded, for the document-names keyword index.
+    metadata = models.JSONField(default=dict, blank=True)
+    doc_type = models.CharField(max_length=100, blank=True)
+    effective_date = models.DateField(null=True, blank=True)
+    year = models.PositiveSmallIntegerField(null=True, blank=True)
+    names = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -114,14 +126,59 @@ class Document(models.Model):
     def is_terminal(self) -> bool:
         return self.status in {DocumentStatus.READY, DocumentStatus.FAILED}
 
+    @property
+    def metadata_title(self) -> str:
+        """The title printed in the document, when one was found at ingest."""
+        return str(self.metadata.get("title") or "") if isinstance(self.metadata, dict) else ""
+
+    @property
+    def display_title(self) -> str:
+        """The title printed in the document when one was found, else the one made from its file name."""
+        return self.metadata_title or self.title
+
+
+class PageSource(models.TextChoices):
+    TEXT = "text", "Text layer"
+    OCR = "ocr", "OCR"
+    NONE = "none", "No text"
+
+
+class Page(models.Model):
+    """How one page's text was obtained, written with the document's chunks. For OCR pages also Tesseract's
+    confidence and the word boxes a highlight is drawn from: an image-only page has no text layer to find a
+    passage in. No text is kept here (the chunks hold it), so erasing chunks erases the words."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField()  # 1-based
+    source = models.CharField(max_length=8, choices=PageSource.choices)
+    ocr_confidence = models.FloatField(null=True, blank=True)  # mean word confidence, 0-100
+    # OCR was needed but did not finish (time budget, a crash, OCR unavailable): the page needs a person's eyes.
+    ocr_failed = models.BooleanField(default=False)
+    note = models.CharField(max_length=300, blank=True)  # why OCR gave no text, when it did not
+    # [[start, end, x0, y0, x1, y1], ...]: each word's characters in the page's text (the offsets chunks use) and
+    # its box in PDF points on the unrotated page.
+    ocr_words = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["document_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["document", "number"], name="page_unique_number")]
+        indexes = [models.Index(fields=["source", "ocr_confidence"])]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} p.{self.number} ({self.source})"
+
 
 class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     ordinal = models.PositiveIntegerField()
     page = models.PositiveIntegerField()  # 1-based; a chunk never crosses a page
-    char_start = models.PositiveIntegerField()  # offsets into the page's extracted text
+    # Offsets into the page's text as extracted (what the page renderer rebuilds to highlight); `text` is that
+    # span normalised for search (pipeline.normalize: ligatures, soft hyphens, line-end hyphenation), so its
+    # length may differ from char_end - char_start.
+    char_start = models.PositiveIntegerField()
     char_end = models.PositiveIntegerField()
     text = models.TextField()
+    heading = models.CharField(max_length=200, blank=True)  # the section heading it sits under
     # float32 vector: lets the vector index be rebuilt (or compacted) from the DB without the model.
     embedding = models.BinaryField()
     # Words the keyword index filters on before it ranks (see chunk_keyword_scope); a document never moves to
@@ -172,6 +229,8 @@ class Conversation(models.Model):
     title = models.CharField(max_length=300)
     # The collections the person chose to ask about; access is still re-checked on every question.
     collections = models.ManyToManyField(Collection, blank=True, related_name="+")
+    # Narrower still: the documents chosen ("ask this document"); empty means every document of the collections.
+    documents = models.ManyToManyField(Document, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -274,6 +274,20 @@ EMBED_DEVICE = env_str("DOCS_EMBED_DEVICE", "cpu")  # "cuda" for a GPU
 # 0: the cores this process may use, divided among the worker's pool processes.
 EMBED_THREADS = env_int("DOCS_EMBED_THREADS", 0)
 
+# --- OCR of pages without a usable text layer (docs_app.pipeline.ocr, services.ocr) ----------------------
+OCR_ENABLED = env_bool("DOCS_OCR", True)
+# Tesseract's language names joined by "+" ("eng+deu"); each needs Debian's tesseract-ocr-<lang>, which
+# scripts/system-deps.sh installs from this same variable. More languages read slower.
+OCR_LANGUAGES = env_str("DOCS_OCR_LANGUAGES", "eng")
+# Where <lang>.traineddata lie; empty: TESSDATA_PREFIX, else Debian's /usr/share/tesseract-ocr/<version>/tessdata.
+OCR_TESSDATA_DIR = env_str("DOCS_OCR_TESSDATA_DIR", "")
+OCR_PAGE_TIMEOUT_S = env_int("DOCS_OCR_PAGE_TIMEOUT_S", 60)
+# All the scanned pages of one document; with the text pass and embedding it must fit DOCS_TASK_TIME_LIMIT_S.
+OCR_DOCUMENT_TIMEOUT_S = env_int("DOCS_OCR_DOCUMENT_TIMEOUT_S", 1200)
+OCR_PROCESSES = env_int("DOCS_OCR_PROCESSES", 0)  # 0: as many as the cores this worker may use
+# OCR pages read with a lower mean word confidence (0-100) are listed for review in the library.
+OCR_LOW_CONFIDENCE = env_int("DOCS_OCR_LOW_CONFIDENCE", 70)
+
 # --- Adapters (swappable by dotted path) -------------------------------------------------------------
 EMBEDDER = env_str("DOCS_EMBEDDER", "docs_app.adapters.embeddings.SentenceTransformerEmbedder")
 EMBEDDING_MODEL_PATH = env_str("DOCS_EMBEDDING_MODEL_PATH", "")  # empty: the packaged all-MiniLM-L6-v2

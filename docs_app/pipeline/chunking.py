@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from docs_app.pipeline.headings import HeadingTrail, section_headings
 from docs_app.pipeline.pdf_extract import ExtractedPage
 
 
@@ -27,6 +28,7 @@ class ChunkSpan:
     char_start: int  # offsets into that page's text
     char_end: int
     text: str  # == page_text[char_start:char_end]
+    heading: str = ""  # the section heading in force where the chunk starts ("12. Governing Law")
 
 
 @dataclass(frozen=True)
@@ -70,14 +72,16 @@ def chunk_pages(
 ) -> list[ChunkSpan]:
     """Chunk every page; the result is deterministic for the same input."""
     chunks: list[ChunkSpan] = []
+    trail = HeadingTrail()
     for page in pages:
         units = _units(page.text, max_tokens=max_tokens, token_len=token_len)
+        trail.read_page(section_headings(page.text))
         for start, end in _pack(units, max_tokens=max_tokens, overlap_tokens=overlap_tokens):
             text = page.text[start:end]
+            heading = trail.at(start)
             if _ENOUGH_WORD_CHARS.search(text):
-                chunks.append(
-                    ChunkSpan(ordinal=len(chunks), page=page.number, char_start=start, char_end=end, text=text)
-                )
+                chunks.append(ChunkSpan(ordinal=len(chunks), page=page.number, char_start=start, char_end=end,
+                                        text=text, heading=heading))
     return chunks
 
 
@@ -227,3 +231,17 @@ def _overlap(units: list[_Unit], *, budget: int, wanted: int) -> list[_Unit]:
         if total >= wanted:
             break
     return units[len(units) - best :] if best else []
+
+
+def embedding_text(*, context: str, text: str, token_len: Callable[[str], int], max_context_tokens: int) -> str:
+    """What is embedded for a chunk: a contextual header (document title and parties, section heading) on its
+    own line, then the passage with its whitespace collapsed. The header is cut to `max_context_tokens` so
+    header and chunk together stay inside the model's window (the chunker leaves that much room)."""
+    passage = " ".join(text.split())
+    context = " ".join(context.split())
+    if not context or max_context_tokens <= 0:
+        return passage
+    while context and token_len(context) > max_context_tokens:
+        context = context.rsplit(" ", 1)[0] if " " in context else ""
+    return f"{context}\n{passage}" if context else passage
+

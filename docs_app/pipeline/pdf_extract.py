@@ -57,6 +57,13 @@ class ExtractedPage:
 
     number: int  # 1-based
     text: str
+    # No usable text layer (none, a broken font map's garbage, or a few words over a scan): OCR should read it
+    # (pdf_ocr.pdf_ocr_pages).
+    needs_ocr: bool = False
+    # First page only: its first lines as laid out, (font size, text), and the PDF's info dictionary (title,
+    # author, ...): what the metadata extractor reads besides the text.
+    lines: tuple[tuple[float, str], ...] = ()
+    info: tuple[tuple[str, str], ...] = ()
 
 
 def pdf_validate(path: Path, *, max_bytes: int) -> None:
@@ -113,8 +120,9 @@ def pdf_extract_pages(
                 total = count
                 if on_page is not None:
                     on_page(0, total)
-            case {"page": int(number), "text": str(text)} if total is not None and number == len(pages) + 1:
-                pages.append(ExtractedPage(number=number, text=text))
+            case {"page": int(number), "text": str(text), **rest} if total is not None and number == len(pages) + 1:
+                pages.append(ExtractedPage(number=number, text=text, needs_ocr=rest.get("ocr") is True,
+                                           lines=_lines(message), info=_info(message)))
                 if on_page is not None:
                     on_page(number, total)
             case _:
@@ -125,7 +133,7 @@ def pdf_extract_pages(
     source = path.resolve()
     command = sandbox.command(child_command("docs_app.pipeline.pdf_extract_child", str(source), str(max_pages),
                                             str(memory_limit_mb)), readable=[source])
-    returncode, stderr_tail = _run_child(
+    returncode, stderr_tail = run_child(
         command, env=sandbox.env(), timeout_s=timeout_s, max_output_bytes=memory_limit_mb * 1024 * 1024,
         on_message=receive,
     )
@@ -141,19 +149,22 @@ def pdf_extract_pages(
     return pages
 
 
-def _run_child(
+def run_child(
     command: list[str],
     *,
     env: dict[str, str],
     timeout_s: float,
     max_output_bytes: int,
     on_message: Callable[[object], None],
+    idle_timeout_s: float | None = None,
 ) -> tuple[int, str]:
     """Run the child, feed each stdout JSON line to on_message; return (returncode, stderr tail).
 
-    The child's process group is killed on timeout and whenever on_message raises (fail fast).
+    The child's process group is killed on timeout, after `idle_timeout_s` without a line on stdout, and
+    whenever on_message raises (fail fast).
     """
     deadline = time.monotonic() + timeout_s
+    idle_deadline = time.monotonic() + idle_timeout_s if idle_timeout_s is not None else deadline
     child = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -173,8 +184,10 @@ def _run_child(
             selector.register(stdout_fd, selectors.EVENT_READ)
             selector.register(child.stderr.fileno(), selectors.EVENT_READ)
             while selector.get_map():
-                remaining = deadline - time.monotonic()
+                remaining = min(deadline, idle_deadline) - time.monotonic()
                 events = selector.select(timeout=remaining) if remaining > 0 else []
+                if not events and time.monotonic() >= idle_deadline and idle_deadline < deadline:
+                    raise ExtractionError(f"no progress for {idle_timeout_s:g} s")
                 if not events:
                     raise ExtractionError(f"extraction timed out after {timeout_s:g} s")
                 for key, _ in events:
@@ -193,6 +206,8 @@ def _run_child(
                         line += chunk
                         end = line.find(b"\n", searched)
                         while end >= 0:
+                            if idle_timeout_s is not None:
+                                idle_deadline = time.monotonic() + idle_timeout_s
                             on_message(_decode(bytes(line[:end])))
                             del line[: end + 1]
                             end = line.find(b"\n")
@@ -207,6 +222,22 @@ def _run_child(
         child.stdout.close()
         child.stderr.close()
     return returncode, stderr_tail.decode("utf-8", "replace")
+
+
+def _lines(message: object) -> tuple[tuple[float, str], ...]:
+    raw = message.get("lines") if isinstance(message, dict) else None
+    if not isinstance(raw, list):
+        return ()
+    return tuple((float(item[0]), item[1]) for item in raw
+                 if isinstance(item, list) and len(item) == 2 and isinstance(item[0], int | float)
+                 and isinstance(item[1], str))
+
+
+def _info(message: object) -> tuple[tuple[str, str], ...]:
+    raw = message.get("info") if isinstance(message, dict) else None
+    if not isinstance(raw, dict):
+        return ()
+    return tuple((str(key), value) for key, value in raw.items() if isinstance(value, str))
 
 
 def _decode(line: bytes) -> object:

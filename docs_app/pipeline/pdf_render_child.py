@@ -3,10 +3,11 @@
 The parent (`docs_app.services.pages`) writes one JSON object to stdin:
 
     {"path": "...", "page": n, "out": "...png", "max_side_px": 2000, "width_px": 1100, "memory_mb": 2048,
-     "highlight": {"start": a, "end": b, "text": "..."} | null}
+     "highlight": {"start": a, "end": b, "text": "...", "boxes": [[x0, y0, x1, y1], ...]} | null}
 
 renders page n (1-based) to `out` as PNG, with the passage at characters [start, end) of the page's
-`get_text("text")` painted over in translucent yellow, and prints one JSON line:
+`get_text("text")` painted over in translucent yellow (on a page read by OCR, which has no text layer, the
+given "boxes" are painted instead: the passage's lines on the unrotated page), and prints one JSON line:
 
     {"ok": true, "highlighted": k}        k rectangles drawn (0: no highlight asked, or not located)
     {"error": "..."}                      the page could not be rendered
@@ -20,6 +21,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from docs_app.pipeline.normalize import comparable
 from docs_app.pipeline.sandbox import exit_if_out_of_memory, out_of_memory, protocol_out, pymupdf_limited, send
 
 _HIGHLIGHT_FILL = (1.0, 0.84, 0.0)
@@ -51,7 +53,9 @@ def _render(out: TextIO, request: dict[str, Any]) -> None:
         page = doc.load_page(number - 1)
         highlighted = 0
         if request.get("highlight"):
-            rects = _passage_rects(pymupdf, page, request["highlight"])
+            boxes = request["highlight"].get("boxes")
+            rects = ([pymupdf.Rect(box) for box in boxes] if isinstance(boxes, list)
+                     else _passage_rects(pymupdf, page, request["highlight"]))
             for rect in rects:
                 # Drawn into the in-memory copy only; the stored file is never written.
                 page.draw_rect(rect, color=None, fill=_HIGHLIGHT_FILL, fill_opacity=_HIGHLIGHT_OPACITY,
@@ -93,7 +97,8 @@ def _passage_rects(pymupdf: Any, page: Any, highlight: dict[str, Any]) -> list[A
             line_no += 1
     rebuilt = "".join(c for c, _, _ in chars)
     passage = str(highlight.get("text", ""))
-    if rebuilt[start:end].split() == passage.split():
+    # The passage is stored normalised (pipeline.normalize: ligatures, hyphenation), its offsets are not.
+    if comparable(rebuilt[start:end]) == comparable(passage):
         by_line: dict[int, Any] = {}
         for _, bbox, number in chars[start:end]:
             if bbox is None:

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 
-from docs_app.models import Answer, AnswerStatus, Collection, Conversation
+from docs_app.models import Answer, AnswerStatus, Collection, Conversation, Document
 from docs_app.pipeline.answer_check import answer_check
 from docs_app.pipeline.prompt import SYSTEM_RULES, citations_parse
 from docs_app.services.access import chunks_readable, collections_readable, documents_readable
@@ -125,6 +125,7 @@ def answer_render(*, answer: Answer, readable: dict[int, str]) -> RenderedAnswer
 class ConversationPage:
     items: list[dict[str, Any]]  # {"question": Question, "answer": RenderedAnswer | None}, oldest first
     collections: QuerySet[Collection]
+    documents: list[Document]  # the chosen documents, when the conversation is about a few of them
     working: bool  # an answer is still being written
 
 
@@ -137,8 +138,17 @@ def conversation_page(*, user: AnyUser, conversation: Conversation) -> Conversat
                 "answer": answer_render(answer=q.answer, readable=readable) if hasattr(q, "answer") else None}
                for q in questions],
         collections=conversation.collections.filter(id__in=collections_readable(user)),
+        documents=list(conversation.documents.filter(collection__in=collections_readable(user))),
         working=any(not a.is_finished for a in answers),
     )
+
+
+def documents_scope(*, user: AnyUser, document_ids: list[int]) -> list[Document]:
+    """The requested documents the user may read, to ask about them alone."""
+    if not document_ids:
+        return []
+    return list(Document.objects.filter(id__in=document_ids, collection__in=collections_readable(user))
+                .order_by("title", "id"))
 
 
 def conversations_recent(*, user: AnyUser, limit: int = 20) -> QuerySet[Conversation]:

@@ -1,4 +1,5 @@
-"""The system status page's probes (staff only): Redis and the queues, workers, Chroma, the loaded model, disk."""
+"""The system status page's probes (staff only): Redis and the queues, workers, Chroma, the loaded model, OCR,
+disk."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import redis
 from django.conf import settings
 
 from docs_app.models import Document
-from docs_app.selectors.library import documents_count_by_status
+from docs_app.pipeline.pdf_ocr import OcrUnavailable
+from docs_app.selectors.library import documents_count_by_status, pages_to_review
 from docs_app.services.model_status import EMBEDDER_STATUS_KEY, MODEL_STATUS_KEY
+from docs_app.services.ocr import ocr_options
 from workers.celery import app
 
 QUEUES = ("ingest", "answer")
@@ -38,6 +41,12 @@ class SystemStatus:
     disk_free: int = 0
     media_bytes: int = 0
     page_cache_bytes: int = 0
+    # What this machine's settings and files allow (ingest workers on other hosts check their own at each page).
+    ocr_languages: str = ""
+    ocr_tessdata: str = ""
+    ocr_processes: int = 0
+    ocr_error: str = ""
+    ocr_review_documents: int = 0
 
 
 def system_status_get() -> SystemStatus:
@@ -53,6 +62,13 @@ def system_status_get() -> SystemStatus:
         status.disk_total, status.disk_used, status.disk_free = shutil.disk_usage(data_dir)
     status.media_bytes = _tree_size(Path(settings.MEDIA_ROOT))
     status.page_cache_bytes = _tree_size(Path(settings.PAGE_CACHE_DIR))
+    try:
+        options = ocr_options()
+        status.ocr_languages, status.ocr_tessdata, status.ocr_processes = (options.languages, options.tessdata,
+                                                                           options.processes)
+    except OcrUnavailable as exc:
+        status.ocr_error = exc.reason
+    status.ocr_review_documents = pages_to_review().values("document_id").distinct().count()
     return status
 
 

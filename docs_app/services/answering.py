@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from docs_app import registry
 from docs_app.adapters.llm_runtime import ModelUnavailable
-from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Question
+from docs_app.models import Answer, AnswerStatus, AuditEvent, Citation, Conversation, Document, Question
 from docs_app.pipeline.answer_check import answer_check
 from docs_app.pipeline.prompt import (
     SYSTEM_RULES,
@@ -34,7 +34,12 @@ from docs_app.pipeline.prompt import (
     prompt_build,
 )
 from docs_app.selectors.answers import answer_wait_estimate_s, answers_waiting_count
-from docs_app.selectors.retrieval import RetrievedChunk, allowed_collection_ids, chunks_retrieve, followup_query
+from docs_app.selectors.retrieval import (
+    RetrievedChunk,
+    allowed_collection_ids,
+    allowed_document_ids,
+    chunks_retrieve,
+)
 from docs_app.services.access import conversation_check_owner, documents_readable
 from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_record
@@ -94,15 +99,24 @@ class AnswerQueueFull(Exception):
 
 # --- the web side -------------------------------------------------------------------------------------------
 
-def conversation_start(*, actor: Actor, text: str, collection_ids: Sequence[int] | None) -> Answer:
-    """A new conversation over the chosen collections (narrowed to what the user may read) and its first
-    question."""
+def conversation_start(*, actor: Actor, text: str, collection_ids: Sequence[int] | None,
+                       document_ids: Sequence[int] | None = None) -> Answer:
+    """A new conversation over the chosen collections, or the chosen documents (narrowed to what the user may
+    read), and its first question. Every follow-up keeps that scope."""
     user = _asker(actor)
-    allowed = allowed_collection_ids(user=user, collection_ids=collection_ids)
     clean = _question_clean(text)
+    documents: list[int] = []
+    if document_ids:
+        documents = allowed_document_ids(user=user, document_ids=document_ids, collection_ids=collection_ids)
+        if not documents:
+            raise ValidationError("None of the chosen documents can be read.")
+        collection_ids = sorted(set(Document.objects.filter(id__in=documents).values_list("collection_id",
+                                                                                          flat=True)))
+    allowed = allowed_collection_ids(user=user, collection_ids=collection_ids)
     with transaction.atomic():
         conversation = Conversation.objects.create(owner=user, title=" ".join(clean.split())[:300])
         conversation.collections.set(allowed)
+        conversation.documents.set(documents)
         return question_ask(conversation=conversation, actor=actor, text=clean)
 
 
@@ -230,14 +244,16 @@ def _answer(answer: Answer, *, lease: AnswerLease) -> None:
 
 
 def answer_evidence(question: Question) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
-    """The passages retrieved for a question (in the scene of the previous one) and those close enough to it
-    to count as evidence."""
-    collection_ids = list(question.conversation.collections.values_list("id", flat=True))
+    """The passages retrieved for a question, in its conversation's scope (collections, and the documents chosen
+    if any; a follow-up that names no document is asked about those its previous question named), and those
+    close enough to it to count as evidence."""
+    conversation = question.conversation
+    collection_ids = list(conversation.collections.values_list("id", flat=True))
+    document_ids = list(conversation.documents.values_list("id", flat=True)) or None
     previous = (Question.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk)
                 .order_by("-id").values_list("text", flat=True).first())
-    query = followup_query(previous=previous, current=question.text)
-    hits = chunks_retrieve(user=question.asked_by, query=query, collection_ids=collection_ids,
-                           k=settings.ANSWER_MAX_SOURCES)
+    hits = chunks_retrieve(user=question.asked_by, query=question.text, collection_ids=collection_ids,
+                           document_ids=document_ids, previous=previous, k=settings.ANSWER_MAX_SOURCES)
     return hits, [hit for hit in hits if hit.similarity >= MIN_SIMILARITY]
 
 

@@ -13,6 +13,7 @@ from django.db import connection
 
 from docs_app import registry
 from docs_app.models import Chunk, Document, DocumentStatus, chunk_vector_id, chunk_vector_key
+from docs_app.pipeline.prepare import chunk_embedding_text
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.streams import redis_files_compact
 
@@ -147,6 +148,8 @@ def keyword_index_compact() -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("INSERT INTO docs_app_chunk_fts(docs_app_chunk_fts) VALUES('optimize')")
+        # The names of erased documents, likewise (parties, titles: as confidential as the text).
+        cursor.execute("INSERT INTO docs_app_document_names_fts(docs_app_document_names_fts) VALUES('optimize')")
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -160,7 +163,10 @@ def erasure_compact() -> None:
 
 def _write(batch: list[Chunk], *, reembed: bool) -> int:
     if reembed:
-        vectors = registry.embedder().embed([" ".join(c.text.split()) for c in batch])
+        embedder = registry.embedder()
+        vectors = embedder.embed([chunk_embedding_text(title=c.document.metadata_title, heading=c.heading,
+                                                       text=c.text, token_len=embedder.count_tokens)
+                                  for c in batch])
         for chunk, vector in zip(batch, vectors, strict=True):
             chunk.embedding = vector.tobytes()
         Chunk.objects.bulk_update(batch, ["embedding"])

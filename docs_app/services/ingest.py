@@ -1,4 +1,5 @@
-"""Ingestion, the worker side: validate -> extract (sandboxed child) -> chunk -> embed -> upsert -> Chunk rows.
+"""Ingestion, the worker side: validate -> extract (sandboxed child) -> OCR the pages without a usable text layer
+(sandboxed children, services.ocr) -> chunk -> embed -> upsert -> Chunk and Page rows.
 
 Contract: `document_ingest` may be called any number of times for the same document (redelivery, reconciler,
 a retry after a crash) and always ends with either every chunk indexed and the document READY, or no chunk
@@ -16,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -27,20 +28,18 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from docs_app import registry
-from docs_app.models import Chunk, Document, DocumentStatus, chunk_keyword_scope
-from docs_app.pipeline.chunking import ChunkSpan, chunk_pages
-from docs_app.pipeline.pdf_extract import ExtractedPage, ExtractionError, pdf_extract_pages, pdf_validate
+from docs_app.models import Chunk, Document, DocumentStatus, Page, PageSource, chunk_keyword_scope
+from docs_app.pipeline.pdf_extract import ExtractionError, pdf_extract_pages, pdf_validate
+from docs_app.pipeline.prepare import CONTEXT_TOKENS, PreparedDocument, chunk_embedding_text, document_prepare
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.index import ChunkPlace, vectors_upsert
 from docs_app.services.liveness import Beat, run_dead_here, run_identity
+from docs_app.services.ocr import PageReading, no_text_reason, pages_ocr
 from docs_app.services.sandboxing import pdf_sandbox
 from docs_app.storage import document_file_path
 
 log = logging.getLogger(__name__)
 
-NO_TEXT_LAYER = "no text layer (needs OCR)"
-# Progress bar split: extraction fills the first half, embedding the second.
-_EXTRACT_SHARE = 50
 _PROGRESS_EVERY_S = 0.5
 _EMBED_GROUP_BATCHES = 8
 
@@ -63,6 +62,32 @@ class _Run:
     def mine(self) -> QuerySet[Document]:
         """The document, only while this run holds it: every write of the run goes through here."""
         return Document.objects.filter(pk=self.document.pk, run_owner=self.owner)
+
+
+@dataclass(frozen=True)
+class _Work:
+    """The progress bar as a share of the expected work, counted per page: reading a text layer (1), OCR (about a
+    hundred times that, a few seconds a page), embedding the page's chunks (about ten). The OCR pages are known
+    only after the text pass, which adds work and never takes the bar back."""
+
+    pages: int
+    ocr_pages: int = 0
+    ocr_seconds: float = 0.0  # wall clock of the OCR, for the audit record
+    _TEXT, _OCR, _EMBED = 1, 100, 10
+
+    @property
+    def total(self) -> int:
+        return max(1, self.pages * (self._TEXT + self._EMBED) + self.ocr_pages * self._OCR)
+
+    def text_read(self, done: int) -> int:
+        return 100 * done * self._TEXT // self.total
+
+    def ocr_read(self, done: int) -> int:
+        return 100 * (self.pages * self._TEXT + done * self._OCR) // self.total
+
+    def embedded(self, share: float) -> int:
+        return int(100 * (self.pages * self._TEXT + self.ocr_pages * self._OCR + share * self.pages * self._EMBED)
+                   // self.total)
 
 
 class _Progress:
@@ -100,11 +125,11 @@ def document_ingest(*, document_id: int) -> None:
                           owner=run.owner)
             return
         try:
-            spans, page_count = _extract_and_chunk(run)
+            prepared, readings, work = _extract_and_chunk(run)
         except ExtractionError as exc:
             document_fail(document_id=document_id, reason=exc.reason, owner=run.owner)
             return
-        _embed_and_store(run, spans, page_count)
+        _embed_and_store(run, prepared, readings, work)
 
 
 def _claim(document_id: int) -> _Run | None:
@@ -120,7 +145,7 @@ def _claim(document_id: int) -> _Run | None:
             return None
         Document.objects.filter(pk=document_id).update(
             run_owner=owner, heartbeat_at=now, attempts=F("attempts") + 1, status=DocumentStatus.EXTRACTING,
-            progress=0, pages_done=0,
+            progress=0, pages_done=0, ocr_page_count=0, ocr_pages_done=0,
         )
         document.refresh_from_db()
     return _Run(document=document, owner=owner, attempts=document.attempts)
@@ -151,18 +176,27 @@ def _heartbeat(claimed: _Run) -> Iterator[_Run]:
         claimed.mine().update(run_owner="")
 
 
-def _extract_and_chunk(run: _Run) -> tuple[list[ChunkSpan], int]:
+def _extract_and_chunk(run: _Run) -> tuple[PreparedDocument, list[PageReading], _Work]:
     path = document_file_path(run.document)
     if not path.exists():
         raise ExtractionError("the stored file is missing")
     pdf_validate(path, max_bytes=settings.UPLOAD_MAX_FILE_MB * 1024 * 1024)
     progress = _Progress(run)
+    work = _Work(pages=0)
 
     def on_page(done: int, total: int) -> None:
-        progress.update(percent=(_EXTRACT_SHARE * done) // max(total, 1), force=done == 0,
-                        pages_done=done, page_count=total)
+        progress.update(percent=_Work(pages=total).text_read(done), force=done == 0, pages_done=done,
+                        page_count=total)
 
-    pages: Sequence[ExtractedPage] = pdf_extract_pages(
+    def on_ocr_start(count: int) -> None:
+        nonlocal work
+        work = _Work(pages=work.pages, ocr_pages=count)
+        progress.update(percent=work.ocr_read(0), force=True, ocr_page_count=count, ocr_pages_done=0)
+
+    def on_ocr_page(done: int) -> None:
+        progress.update(percent=work.ocr_read(done), ocr_pages_done=done)
+
+    pages = pdf_extract_pages(
         path,
         max_pages=settings.INGEST_MAX_PAGES,
         timeout_s=settings.INGEST_EXTRACT_TIMEOUT_S,
@@ -170,31 +204,45 @@ def _extract_and_chunk(run: _Run) -> tuple[list[ChunkSpan], int]:
         on_page=on_page,
         sandbox=pdf_sandbox(),
     )
+    work = _Work(pages=len(pages))
+    started = time.monotonic()
+    pages, readings = pages_ocr(path, pages, on_start=on_ocr_start, on_page=on_ocr_page)
+    if work.ocr_pages:
+        work = replace(work, ocr_seconds=round(time.monotonic() - started, 1))
     if not any(page.text.strip() for page in pages):
-        raise ExtractionError(NO_TEXT_LAYER)
+        raise ExtractionError(no_text_reason(readings))
     embedder = registry.embedder()
-    spans = chunk_pages(
+    prepared = document_prepare(
         pages,
-        max_tokens=min(settings.CHUNK_MAX_TOKENS, embedder.max_tokens - 2),
+        file_name=run.document.original_name,
+        max_tokens=min(settings.CHUNK_MAX_TOKENS, embedder.max_tokens - 2 - CONTEXT_TOKENS),
         overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         token_len=embedder.count_tokens,
     )
-    if not spans:
-        raise ExtractionError(NO_TEXT_LAYER)
-    return spans, len(pages)
+    if not prepared.spans:
+        raise ExtractionError(no_text_reason(readings))
+    return prepared, readings, work
 
 
-def _embed_and_store(run: _Run, spans: list[ChunkSpan], page_count: int) -> None:
+def _embed_and_store(run: _Run, prepared: PreparedDocument, readings: list[PageReading], work: _Work) -> None:
     document = run.document
     run.check()
+    page_count = len(readings)
+    metadata = prepared.metadata
+    effective = metadata.effective_date or None
+    # The metadata is shown as soon as it is known; retrieval only reads READY documents.
     run.mine().update(
-        status=DocumentStatus.EMBEDDING, page_count=page_count, pages_done=page_count, progress=_EXTRACT_SHARE
+        status=DocumentStatus.EMBEDDING, page_count=page_count, pages_done=page_count, progress=work.embedded(0),
+        metadata=metadata.as_dict(), doc_type=metadata.doc_type[:100], effective_date=effective,
+        year=metadata.year, names=prepared.names,
     )
+    spans = prepared.spans
     embedder = registry.embedder()
     store = registry.vector_store()
     progress = _Progress(run)
     vectors = np.zeros((len(spans), embedder.dimension), dtype=np.float32)
-    texts = [" ".join(span.text.split()) for span in spans]
+    texts = [chunk_embedding_text(title=metadata.title, heading=span.heading, text=span.text,
+                                  token_len=embedder.count_tokens) for span in spans]
     # Longest first over the whole document, so each batch holds texts of about one length and little of the
     # model's work goes to padding (in page order, a page's short last chunk padded a batch of full ones); the
     # groups are only there to report progress.
@@ -204,7 +252,7 @@ def _embed_and_store(run: _Run, spans: list[ChunkSpan], page_count: int) -> None
         part = order[start:start + group]
         vectors[part] = embedder.embed([texts[i] for i in part])
         done = start + len(part)
-        progress.update(percent=_EXTRACT_SHARE + (100 - _EXTRACT_SHARE) * done // len(spans))
+        progress.update(percent=work.embedded(done / len(spans)))
 
     places = [ChunkPlace(document.pk, document.collection_id, document.version, s.ordinal, s.page) for s in spans]
     # Vectors first, rows second: the document only turns READY in the same transaction that writes its chunk
@@ -224,18 +272,30 @@ def _embed_and_store(run: _Run, spans: list[ChunkSpan], page_count: int) -> None
         Chunk.objects.bulk_create(
             [
                 Chunk(document_id=document.pk, ordinal=s.ordinal, page=s.page, char_start=s.char_start,
-                      char_end=s.char_end, text=s.text, embedding=vectors[i].tobytes(),
+                      char_end=s.char_end, text=s.text, heading=s.heading[:200], embedding=vectors[i].tobytes(),
                       keyword_scope=chunk_keyword_scope(collection_id=document.collection_id,
                                                         document_id=document.pk, ordinal=s.ordinal))
                 for i, s in enumerate(spans)
             ],
             batch_size=500,
         )
+        Page.objects.filter(document_id=document.pk).delete()
+        Page.objects.bulk_create(
+            [
+                Page(document_id=document.pk, number=number, source=r.source, ocr_confidence=r.confidence,
+                     ocr_failed=r.failed, note=r.note, ocr_words=[list(word) for word in r.words])
+                for number, r in enumerate(readings, start=1)
+            ],
+            batch_size=500,
+        )
         run.mine().update(status=DocumentStatus.READY, progress=100, error="", updated_at=timezone.now(),
                           run_owner="")
+        details: dict[str, object] = {"pages": page_count, "chunks": len(spans)}
+        if work.ocr_pages:
+            details.update(ocr_pages=sum(r.source == PageSource.OCR for r in readings), ocr_seconds=work.ocr_seconds)
         audit_record(action=Action.INGEST, target_type="document", target_id=document.pk,
                      collection_id=document.collection_id, document_id=document.pk, outcome="ready",
-                     details={"pages": page_count, "chunks": len(spans)})
+                     details=details)
 
 
 def document_fail(*, document_id: int, reason: str, owner: str | None = None) -> None:
@@ -251,6 +311,7 @@ def document_fail(*, document_id: int, reason: str, owner: str | None = None) ->
         if owner is None and not run_is_stale(owner=document.run_owner, heartbeat_at=document.heartbeat_at):
             return
         Chunk.objects.filter(document_id=document_id).delete()
+        Page.objects.filter(document_id=document_id).delete()
         Document.objects.filter(pk=document_id).update(status=DocumentStatus.FAILED, error=reason[:2000], progress=0,
                                                        run_owner="", updated_at=timezone.now())
         audit_record(action=Action.INGEST, target_type="document", target_id=document_id,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from docs_app.models import Chunk, Document
+from docs_app.models import Chunk, Document, Page, PageSource
+from docs_app.pipeline.ocr import passage_boxes
 from docs_app.pipeline.sandbox import child_command
 from docs_app.services.sandboxing import pdf_sandbox
 from docs_app.storage import document_file_path, page_cache_dir
@@ -68,7 +69,13 @@ def page_render(*, document: Document, page: int, chunk: Chunk | None = None) ->
 
 
 def _render_in_child(*, document: Document, page: int, chunk: Chunk | None, out: Path) -> None:
-    highlight = {"start": chunk.char_start, "end": chunk.char_end, "text": chunk.text} if chunk else None
+    highlight: dict[str, object] | None = None
+    if chunk is not None:
+        highlight = {"start": chunk.char_start, "end": chunk.char_end, "text": chunk.text}
+        reading = Page.objects.filter(document=document, number=page, source=PageSource.OCR).first()
+        if reading is not None:
+            # A scanned page has no text layer to find the passage in: OCR's word boxes say where it is.
+            highlight["boxes"] = passage_boxes(reading.ocr_words, chunk.char_start, chunk.char_end)
     request = {
         "path": str(document_file_path(document)),
         "page": page,

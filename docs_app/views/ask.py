@@ -26,6 +26,7 @@ from docs_app.selectors.answers import (
     answer_queue_position,
     conversation_page,
     conversations_recent,
+    documents_scope,
 )
 from docs_app.services.access import answer_get, collections_readable, conversation_get
 from docs_app.services.answering import AnswerQueueFull, conversation_start, question_ask
@@ -37,7 +38,11 @@ from docs_app.web import ints, request_actor, wants_json
 @login_required
 @require_http_methods(["GET", "POST"])
 def ask_start(request: HttpRequest) -> HttpResponse:
+    """Ask within collections, or within chosen documents ("ask this document": `documents` ids, sent by the
+    viewer's form or an API client; only those the user may read count)."""
     collections = list(collections_readable(request.user).order_by("name"))
+    data = request.POST if request.method == "POST" else request.GET
+    documents = documents_scope(user=request.user, document_ids=ints(data.getlist("documents")))
     error = ""
     status = 200
     if request.method == "POST":
@@ -47,7 +52,8 @@ def ask_start(request: HttpRequest) -> HttpResponse:
                 # Unticking every box is not "search everything".
                 raise ValidationError("Choose at least one collection to search in.")
             answer = conversation_start(actor=request_actor(request), text=request.POST.get("question", ""),
-                                        collection_ids=chosen or None)
+                                        collection_ids=None if documents else chosen or None,
+                                        document_ids=[d.pk for d in documents] or None)
         except ValidationError as exc:
             error, status = " ".join(exc.messages), 400
         except AnswerQueueFull as busy:
@@ -56,7 +62,7 @@ def ask_start(request: HttpRequest) -> HttpResponse:
             error, status = str(busy), BUSY_STATUS
         else:
             return _asked(request, answer)
-    response = render(request, "ask/start.html", {"collections": collections,
+    response = render(request, "ask/start.html", {"collections": collections, "documents": documents,
                                                   "recent": conversations_recent(user=request.user), "error": error,
                                                   "standin_model": not settings.LLM_MODEL_PATH,
                                                   "question": request.POST.get("question", "")},
@@ -73,7 +79,7 @@ def conversation_view(request: HttpRequest, pk: int) -> HttpResponse:
     shown = conversation_page(user=request.user, conversation=conversation)
     return render(request, "ask/conversation.html", {
         "conversation": conversation, "items": shown.items, "collections": shown.collections,
-        "working": shown.working, "standin_model": not settings.LLM_MODEL_PATH,
+        "documents": shown.documents, "working": shown.working, "standin_model": not settings.LLM_MODEL_PATH,
     })
 
 

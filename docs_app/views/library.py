@@ -51,7 +51,7 @@ def collection_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "page": page,
         "rows": [(document, advice[document.pk]) for document in page.object_list],
         "status_counts": [(value, label, counts[value]) for value, label in DocumentStatus.choices],
-        "statuses": DocumentStatus.choices,
+        "statuses": [*DocumentStatus.choices, (selectors.REVIEW, selectors.REVIEW_LABEL)],
         "status": status,
         "query": query,
         "can_upload": role >= Ability.UPLOAD,

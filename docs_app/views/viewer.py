@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from docs_app.models import Chunk, Document, DocumentStatus
-from docs_app.selectors.viewer import chunk_of_document, page_text_segments
+from docs_app.selectors.viewer import chunk_of_document, document_review_pages, page_origin, page_text_segments
 from docs_app.services.access import Ability, collection_ability, document_get
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.pages import PageRenderError, page_render
@@ -50,6 +50,8 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
         "chunk": chunk,
         "cited_here": cited_here,
         "segments": page_text_segments(document=document, page=page, cited=chunk),
+        "origin": page_origin(document=document, page=page),
+        "review_pages": document_review_pages(document=document),
         "previous_page": page - 1 if page > 1 else None,
         "next_page": page + 1 if page < document.page_count else None,
     })

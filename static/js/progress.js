@@ -48,9 +48,7 @@
         bar.textContent = doc.progress + " %";
         bar.hidden = doc.terminal;
       }
-      if (doc.page_count) {
-        setText(el, ".doc-pages", doc.terminal ? String(doc.page_count) : doc.pages_done + " / " + doc.page_count);
-      }
+      setText(el, ".doc-pages", doc.pages_label);
       showError(el, doc);
       if (doc.terminal) { el.removeAttribute("data-active"); }
     });

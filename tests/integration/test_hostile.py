@@ -1,5 +1,6 @@
 """Every hostile file ends in a terminal state with a readable reason, and the worker survives all of them.
-Goes through `import_folder`, the bulk path an office uses for a whole drive."""
+Goes through `import_folder`, the bulk path an office uses for a whole drive. Pages without a usable text layer
+go through OCR (the real Tesseract), so image-only files with print on them become ready."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from contextlib import redirect_stdout
 import pytest
 from django.core.management import call_command
 
-from docs_app.models import Chunk, Collection, Document, DocumentStatus
+from docs_app.models import Chunk, Collection, Document, DocumentStatus, Page
+from docs_app.selectors.library import pages_to_review
 from tests.data import hostile
 from tests.harness import wait_until
 
@@ -47,7 +49,17 @@ def test_every_hostile_file_ends_ready_or_failed_with_a_reason(services: None) -
 
     by_name = {d.original_name: d for d in Document.objects.filter(collection=collection)}
     assert by_name["pdfminer__rc4-40.pdf"].error == "password protected"
-    assert by_name["pdfjs__bitmap-mmr.pdf"].error == "no text layer (needs OCR)"
+    # Image-only files: those whose pictures hold text are read by OCR, the pictures of nothing keep a reason.
+    assert by_name["pdfjs__bitmap-mmr.pdf"].error.startswith("no text found: no text layer, and OCR read no legible")
+    assert by_name["pypdf__cmyk-image.pdf"].error.startswith("no text found")
+    patent = by_name["pdfminer__encrypted_doc_no_id.pdf"]  # three scanned pages, the second with print on it
+    assert patent.status == DocumentStatus.READY
+    assert list(Page.objects.filter(document=patent).values_list("source", flat=True)) == ["none", "ocr", "none"]
+    patent_text = " ".join(Chunk.objects.filter(document=patent).values_list("text", flat=True))
+    assert "international search report" in " ".join(patent_text.split())
+    certificate = by_name["pdfjs__issue7229.pdf"]  # a Russian scan, read with English data: ready, to be reviewed
+    assert certificate.status == DocumentStatus.READY
+    assert pages_to_review().filter(document=certificate).exists()
     assert by_name["gen__3000_pages.pdf"].status == DocumentStatus.READY
     assert by_name["gen__3000_pages.pdf"].page_count == 3000
 

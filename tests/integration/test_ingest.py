@@ -3,6 +3,7 @@ Chroma server -> Chunk rows."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pymupdf
@@ -10,11 +11,12 @@ import pytest
 
 from docs_app import registry
 from docs_app.models import Chunk, Collection, Document, DocumentStatus
+from docs_app.pipeline.normalize import comparable
 from docs_app.services.actor import SYSTEM
 from docs_app.services.documents import document_delete, document_upload
 from docs_app.services.ingest import document_ingest
 from docs_app.storage import document_file_path
-from tests.data import cuad_first
+from tests.data import cuad, cuad_first
 from tests.harness import ingest, upload, wait_ready, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -41,11 +43,25 @@ def test_real_contracts_become_ready_with_page_anchored_chunks(services: None) -
         assert [c.ordinal for c in chunks] == list(range(len(chunks)))
         for chunk in chunks:
             assert 1 <= chunk.page <= document.page_count
-            # The stored offsets point at the chunk's text on its page: what the viewer highlights.
-            page_words = page_texts[chunk.page - 1][chunk.char_start:chunk.char_end].split()
-            assert page_words == chunk.text.split()
+            # The stored offsets point at the chunk's text on its page as extracted (what the renderer
+            # highlights); the text itself is normalised for search (ligatures, hyphenation, NFKC).
+            extracted = page_texts[chunk.page - 1][chunk.char_start:chunk.char_end]
+            assert comparable(extracted) == comparable(chunk.text)
+            assert unicodedata.is_normalized("NFKC", chunk.text) and "\u00ad" not in chunk.text
             assert len(chunk.embedding) == 384 * 4
         assert _vector_ids(document.pk) == {c.vector_id for c in chunks}
+
+
+def test_a_contract_keeps_its_metadata_names_and_section_headings(services: None) -> None:
+    collection = Collection.objects.create(name="Matter M")
+    document = wait_ready(upload(collection, cuad("HPILHOLDING_01_07_2015-EX-99.1-COOPERATION AGREEMENT.PDF")))
+    assert document.metadata["title"] == "Cooperation Agreement"
+    assert document.metadata["parties"] == ["HPIL ENERGYTECH Inc.", "GINARES GROUP AG"]
+    assert document.doc_type == "cooperation agreement"
+    assert str(document.effective_date) == "2015-01-05" and document.year == 2015
+    assert "hpil energytech inc" in document.names.splitlines()
+    headings = set(Chunk.objects.filter(document=document).values_list("heading", flat=True))
+    assert any("Confidentiality" in heading for heading in headings)
 
 
 def test_same_bytes_twice_in_a_collection_is_a_duplicate(services: None) -> None:

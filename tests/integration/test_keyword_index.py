@@ -49,3 +49,16 @@ def test_rankings_hold_only_readable_ready_passages_and_term_counts_follow_stemm
     with connection.cursor() as cursor:
         cursor.execute("SELECT keyword_scope FROM docs_app_chunk WHERE document_id = %s AND ordinal = 1", [in_b.pk])
         assert cursor.fetchone()[0] == f"c{b.pk} d{in_b.pk} o1"
+
+
+def test_every_index_and_guard_trigger_survives_the_migrations() -> None:
+    # A migration that adds a column with a default makes Django rebuild the table on SQLite, which drops the
+    # table's triggers: the keyword indexes would silently stop following the rows (it happened to Chunk.heading).
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite keeps these as triggers")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        triggers = {row[0] for row in cursor.fetchall()}
+    expected = {f"docs_app_chunk_fts_{event}" for event in ("ai", "ad", "au")}
+    expected |= {f"docs_app_document_names_{event}" for event in ("ai", "ad", "au")}
+    assert expected | {"audit_no_update", "audit_no_delete", "audit_no_replace"} <= triggers

@@ -319,3 +319,12 @@ def test_status_page_is_for_staff_and_shows_the_loaded_model(redis_server: str, 
     assert "gemma-3-270m" in html and "ab" * 32 in html
     assert logged_in(_user("clerk")).get("/status/").status_code == 403
     client.delete(MODEL_STATUS_KEY)
+
+
+def test_status_page_says_whether_ocr_can_run_and_what_to_install(redis_server: str, settings) -> None:
+    admin = logged_in(make_user("admin", is_staff=True))
+    html = admin.get("/status/").content.decode()
+    assert 'id="ocr-state" class="ok">ready' in html and "eng" in html
+    settings.OCR_LANGUAGES = "eng+xyz"
+    html = admin.get("/status/").content.decode()
+    assert 'id="ocr-state" class="bad">cannot run here' in html and "tesseract-ocr-xyz" in html

@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 from docs_app.models import chunk_keyword_scope
+from docs_app.pipeline.ranking import keyword_terms
 from docs_app.selectors.keywords import fts5_scoped_match
-from docs_app.selectors.retrieval import keyword_terms
 from tests.unit.test_retrieval import HOSTILE_QUERIES
 
 TEXTS = [

@@ -1,5 +1,5 @@
 """Pure pieces of retrieval and answer rendering: keyword query building (against a real SQLite FTS5 table),
-query splitting, reciprocal-rank fusion, and which citation markers become links."""
+phrase queries for document frequencies, and which citation markers become links."""
 
 from __future__ import annotations
 
@@ -8,15 +8,13 @@ import sqlite3
 import pytest
 
 from docs_app.models import Answer, AnswerStatus
+from docs_app.pipeline.ranking import fts5_phrase, keyword_terms
+from docs_app.pipeline.ranking import fts5_query as fts5_terms_query
 from docs_app.selectors.answers import answer_render
-from docs_app.selectors.retrieval import (
-    followup_query,
-    fts5_query,
-    keyword_terms,
-    query_parts,
-    question_parts,
-    rrf_fuse,
-)
+
+
+def fts5_query(text: str) -> str:
+    return fts5_terms_query(keyword_terms(text))
 
 HOSTILE_QUERIES = [
     'what about "unbalanced quotes',
@@ -62,37 +60,19 @@ def test_fts5_query_matches_accented_and_cjk_terms(fts: sqlite3.Connection) -> N
     assert rows == [(3,)]
 
 
+@pytest.mark.parametrize("text", HOSTILE_QUERIES)
+def test_a_phrase_query_never_raises_whatever_the_words(fts: sqlite3.Connection, text: str) -> None:
+    words = [part for word in text.split() for part in "".join(c if c.isalnum() else " " for c in word).split()]
+    if words:
+        fts.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts5_phrase(words)]).fetchall()
+    assert fts.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts5_phrase(["governing", "law"])]).fetchall() \
+        == [(1,)]
+
+
 def test_keyword_terms_drop_stop_words_and_repeats() -> None:
     assert keyword_terms("What is the term of the term sheet, and who signs it?") == ["term", "sheet", "signs"]
     assert keyword_terms("the of and") == []
     assert fts5_query("?!") == ""
-
-
-def test_query_parts_split_a_named_document_from_its_question() -> None:
-    question = "Consider the Supply Agreement between Acme and Widget Co; Is there a cap on liability?"
-    assert query_parts(question) == ["Consider the Supply Agreement between Acme and Widget Co",
-                                     "Is there a cap on liability?"]
-    assert query_parts("One question only?") == []
-    assert query_parts("A question; ;") == []
-
-
-def test_a_follow_up_is_asked_in_the_scene_of_the_previous_question() -> None:
-    first = "What is the governing law of the Acme Supply Agreement?"
-    query = followup_query(previous=first, current="And who may terminate it?")
-    parts = query_parts(query)
-    # The previous question names the document (it ranks documents); the follow-up alone ranks passages.
-    assert len(parts) == 2 and "Acme" in parts[0]
-    assert question_parts(parts) == ["And who may terminate it?"]
-    assert followup_query(previous=None, current="Who pays?") == "Who pays?"
-
-
-def test_rrf_fuse_rewards_agreement_between_rankings() -> None:
-    scores = rrf_fuse([(1.0, [1, 2, 3]), (1.0, [3, 1, 4])], k=60)
-    assert max(scores, key=scores.__getitem__) == 1
-    assert scores[3] > scores[2]
-    assert scores[4] == pytest.approx(1 / 63)
-    weighted = rrf_fuse([(2.0, [7])], k=0)
-    assert weighted == {7: 2.0}
 
 
 def _answer(text: str, numbers: list[int], *, nearest: bool = False) -> Answer:

@@ -1,0 +1,303 @@
+"""Which documents a question names, from what it says: pure scoring over document names.
+
+People name a document by its title, one or both parties, a short name ("the Acme license"), its type ("the
+lease"), a date, its authors, or its file name, anywhere in the sentence, or not at all. So no phrasing is
+parsed: every document's names are compared with the question's words, and a word counts as much as it is
+*specific* in the documents being searched. "Ginares" occurs in one contract's text: naming it is strong
+evidence. "Intellectual property" occurs in most contracts: a question asking about it names none of them,
+even the one titled "Intellectual Property Agreement". Specificity comes from the caller (document frequency
+in the scope's text), so the same rule serves a 10-document matter and a 100,000-document archive, and
+party names shared by every document of a matter stop counting there, as they should.
+
+Evidence of a document = the sum, over the question's words and runs of consecutive words that occur in one of
+its names, of the unit's specificity times the kind of name's weight (a word of the opening's proper nouns
+counts half a word of the title or a party's name); a question date equal to its effective date adds one.
+Only documents that stand out are picked: see `mentions_pick`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from math import log
+from pathlib import Path
+
+from docs_app.pipeline.metadata import CORPORATE_SUFFIXES, DocumentMetadata, dates_in
+
+# How much a word of each kind of name says about the document.
+KIND_WEIGHTS: Mapping[str, float] = {
+    "title": 1.0, "party": 1.0, "alias": 1.0, "author": 1.0, "type": 1.0, "file": 0.8, "keyword": 0.8,
+    "opening": 1.0,  # the opening passage of a document already named: what describes it (see ranking)
+}
+# A title or type names a document only when most of it is said ("the supply agreement" for "Master Supply
+# Agreement"); a clause topic that happens to be part of a long title ("right of first offer") does not.
+TITLE_COVERAGE = 2 / 3
+# Words whose evidence reaches this are naming words: taken out of what is asked.
+NAMING_EVIDENCE = 0.4
+# Words by which people refer to any document: never evidence for one of them.
+_GENERIC_WORDS_TEXT = (
+    "agreement contract document doc docs file pdf paper article study report this that between among made dated "
+    "amended restated exhibit page pages attachment version copy form draft final executed"
+)
+GENERIC_WORDS = frozenset(_GENERIC_WORDS_TEXT.split())
+_STOP_WORDS_TEXT = (
+    "a about above after again against all am an and any are as at be because been before being below between both "
+    "but by can could did do does doing down during each few for from further had has have having he her here hers "
+    "him his how i if in into is it its itself just me more most my no nor not now of off on once only or other our "
+    "ours out over own same she should so some such than that the their theirs them then there these they this those "
+    "through to too under until up very was we were what when where which while who whom why will with would you your "
+    "yours shall may might must per upon whether one two three what's does "
+    # framing words: how a question is put, not what it is about
+    "consider regarding concerning please tell explain describe show find give list know want need look"
+)
+STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+_SPOKEN_NAMES = frozenset({"title", "type", "party", "alias", "author"})
+_POSTMODIFIERS = frozenset({"for", "on", "regarding", "concerning", "relating", "covering", "about", "of", "re",
+                            "dated", "from", "in"})
+_QUESTION_WORDS = frozenset({"what", "how", "when", "where", "which", "who", "whom", "whose", "why", "is", "are",
+                             "does", "do", "did", "can", "could", "may", "might", "shall", "will", "would", "should",
+                             "must", "has", "have", "had", "was", "were", "be", "been", "being", "there"})
+_BOUNDARY = re.compile(r"[,;:?!()\u2013\u2014]|\s-\s")
+_POSSESSIVE = re.compile(r"['\u2019]s\b|['\u2019]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Name:
+    text: str
+    kind: str  # a key of KIND_WEIGHTS
+
+
+@dataclass(frozen=True)
+class DocumentNames:
+    document_id: int
+    names: tuple[Name, ...]
+    effective_date: str = ""
+
+
+@dataclass(frozen=True)
+class Mention:
+    document_id: int
+    score: float
+    words: tuple[int, ...]  # positions (in question_words) of the question's words that named it
+
+
+@dataclass(frozen=True)
+class Word:
+    raw: str
+    start: int  # character offsets in the question
+    end: int
+    token: str  # normalised: lower-case, possessive and plural folded
+
+
+def fold(word: str) -> str:
+    """A word as names are compared: lower-case, NFKC, plural folded ("Licenses" -> "license")."""
+    word = unicodedata.normalize("NFKC", word).lower()
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def question_words(text: str) -> list[Word]:
+    """The words of a question with their places: "Papa John's" -> papa, john."""
+    cleaned = _POSSESSIVE.sub(lambda m: " " * len(m.group()), unicodedata.normalize("NFKC", text))
+    return [Word(raw=m.group(), start=m.start(), end=m.end(), token=fold(m.group()))
+            for m in _TOKEN.finditer(cleaned)]
+
+
+def name_tokens(text: str, *, camel: bool = False) -> list[str]:
+    if camel:
+        text = _CAMEL.sub(" ", text)
+    return [word.token for word in question_words(text)]
+
+
+def is_content(token: str) -> bool:
+    """A word that can name something: not a function word, legal form or generic document word, and not a
+    short number (years count, clause numbers do not)."""
+    if token in STOP_WORDS or token in CORPORATE_SUFFIXES or token in GENERIC_WORDS:
+        return False
+    return len(token) >= 4 if token.isdigit() else len(token) >= 2
+
+
+def document_names(metadata: DocumentMetadata, *, file_name: str) -> list[Name]:
+    """Every string by which the document may be named, with its kind."""
+    names = [Name(metadata.title, "title")] if metadata.title else []
+    names += [Name(party, "party") for party in metadata.parties]
+    names += [Name(alias, "alias") for alias in metadata.aliases]
+    names += [Name(author, "author") for author in metadata.authors]
+    if metadata.doc_type:
+        names.append(Name(metadata.doc_type, "type"))
+    if metadata.year:
+        names.append(Name(str(metadata.year), "type"))
+    stem = Path(file_name).stem if Path(file_name).suffix.lower() == ".pdf" else file_name
+    if stem:
+        names.append(Name(stem, "file"))
+    names += [Name(keyword, "keyword") for keyword in metadata.keywords]
+    return names
+
+
+def names_text(names: Iterable[Name]) -> str:
+    """The names as one line of folded words each, for a keyword index over documents."""
+    return "\n".join(" ".join(name_tokens(n.text, camel=n.kind == "file")) for n in names)
+
+
+def mention_units(question: str, documents: Sequence[DocumentNames]) -> set[tuple[str, ...]]:
+    """The words and runs of words whose specificity `mentions_score` will ask for."""
+    units: set[tuple[str, ...]] = set()
+    words = question_words(question)
+    for document in documents:
+        for _kind, unit, _positions in _matches(words, document):
+            units.add(unit)
+    return units
+
+
+def mentions_score(question: str, documents: Sequence[DocumentNames], *,
+                   specificity: Mapping[tuple[str, ...], float]) -> list[Mention]:
+    """Every document with some evidence of being named, best first. `specificity` maps each unit of
+    `mention_units` to [0, 1] (see `specificity_from_counts`)."""
+    words = question_words(question)
+    asked_dates = set(dates_in(question))
+    mentions: list[Mention] = []
+    for document in documents:
+        evidence: dict[tuple[str, ...], float] = {}
+        positions: set[int] = set()
+        for kind, unit, places in _matches(words, document):
+            value = KIND_WEIGHTS[kind] * specificity.get(unit, 0.0)
+            if value > evidence.get(unit, 0.0):
+                evidence[unit] = value
+            if value >= NAMING_EVIDENCE or (value > 0 and kind in _SPOKEN_NAMES):
+                positions.update(places)  # a title or party said names the document whatever its words
+        score = sum(evidence.values())
+        if document.effective_date and document.effective_date in asked_dates:
+            score += 1.0
+        if score > 0:
+            mentions.append(Mention(document_id=document.document_id, score=score, words=tuple(sorted(positions))))
+    mentions.sort(key=lambda m: (-m.score, m.document_id))
+    return mentions
+
+
+def mentions_pick(mentions: Sequence[Mention], *, threshold: float = 0.8, ratio: float = 0.6,
+                  max_documents: int = 3) -> list[Mention]:
+    """The documents the question clearly names: evidence of at least `threshold` (about one fully specific
+    word of a title or party name) and at least `ratio` of the best; none when more than `max_documents`
+    qualify (the words name a kind of document, not documents)."""
+    if not mentions or mentions[0].score < threshold:
+        return []
+    best = mentions[0].score
+    picked = [m for m in mentions if m.score >= threshold and m.score >= ratio * best]
+    return picked if len(picked) <= max_documents else []
+
+
+def specificity_from_counts(document_frequency: int, documents: int) -> float:
+    """1 for a unit found in the text of one document of the scope, 0 for one found in all; log-scaled."""
+    if documents <= 1:
+        return 1.0
+    df = min(max(document_frequency, 1), documents)
+    return log(documents / df) / log(documents)
+
+
+def without_mentions(question: str, mentions: Sequence[Mention], *, describing: Collection[str] = ()) -> str:
+    """What the question asks once the words that named documents are taken out, with the function words
+    that only tied them into the sentence ("for the Acme Supply Agreement between Acme Inc. and Beta LLC"
+    goes as a whole, up to the punctuation around it) and what describes the named documents: `describing`
+    words next to a name, or a phrase after it that holds one ("the Acme agreement for Widget Distribution in
+    Europe"; "the Acme agreement for indirect damages" keeps its phrase when no word of it is describing).
+    Unchanged when nothing was named."""
+    words = question_words(question)
+    drop = {p for m in mentions for p in m.words}
+    if not drop:
+        return question
+    for left, right in pairwise(sorted(drop)):
+        if all(not is_content(words[p].token) for p in range(left + 1, right)):
+            drop.update(range(left + 1, right))
+    _drop_postmodifiers(question, words, drop, describing)
+    for position in sorted(drop):
+        for step in (-1, 1):
+            near = position + step
+            # Function words either side; describing words only after the name (before it they may be what
+            # is asked: "is there a cap on liability under the Acme agreement").
+            while 0 <= near < len(words) and near not in drop and words[near].token not in _QUESTION_WORDS and (
+                    step < 0 or words[near].token not in _POSTMODIFIERS) and (
+                    not is_content(words[near].token) or (step > 0 and words[near].token in describing)):
+                if _BOUNDARY.search(_gap(question, words[near], words[near - step])):
+                    break
+                drop.add(near)
+                near += step
+    kept = " ".join(word.raw for index, word in enumerate(words) if index not in drop)
+    return f"{kept}?" if kept and question.rstrip().endswith("?") else kept
+
+
+def _gap(question: str, a: Word, b: Word) -> str:
+    return question[min(a.end, b.end):max(a.start, b.start)]
+
+
+def _drop_postmodifiers(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str]) -> None:
+    """A phrase after a document's name that describes it goes with the name, up to punctuation or a question
+    word: it starts with a preposition and holds a describing word."""
+    for position in sorted(drop):
+        start = position + 1
+        while start < len(words) and start not in drop and words[start].token in CORPORATE_SUFFIXES \
+                and not _BOUNDARY.search(_gap(question, words[start - 1], words[start])):
+            start += 1  # "Acme, Inc. for ...": the legal form before the preposition
+        if start in drop or start >= len(words) or words[start].token not in _POSTMODIFIERS \
+                or _BOUNDARY.search(_gap(question, words[start - 1], words[start])):
+            continue
+        end = start
+        while end < len(words) and words[end].token not in _QUESTION_WORDS and end not in drop \
+                and not _BOUNDARY.search(_gap(question, words[end - 1], words[end])):
+            end += 1
+        if any(words[p].token in describing for p in range(start, end)):
+            drop.update(range(position + 1, end))
+
+
+def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[str, tuple[str, ...], list[int]]]:
+    """(kind, unit, question positions) for each content word of the question found in one of the document's
+    names, and each run of two or more consecutive words shared with a name."""
+    tokens = [word.token for word in words]
+    said = set(tokens)
+    for name in document.names:
+        name_words = name_tokens(name.text, camel=name.kind == "file")
+        if not name_words:
+            continue
+        if name.kind in {"title", "type"}:
+            core = {t for t in name_words if t not in STOP_WORDS}
+            if len(core & said) < TITLE_COVERAGE * len(core):
+                continue
+        vocabulary = set(name_words)
+        for position, token in enumerate(tokens):
+            if token in vocabulary and is_content(token):
+                yield name.kind, (token,), [position]
+        for start, length in _shared_runs(tokens, name_words):
+            run = tuple(tokens[start:start + length])
+            content = [t for t in run if t not in STOP_WORDS]
+            if len(content) >= 2 and any(is_content(t) for t in run):
+                yield name.kind, run, list(range(start, start + length))
+
+
+def _shared_runs(tokens: Sequence[str], name_words: Sequence[str]) -> list[tuple[int, int]]:
+    """Maximal runs (start in tokens, length) of two or more words that also occur consecutively in the name."""
+    runs: list[tuple[int, int]] = []
+    index = 0
+    while index < len(tokens):
+        best = 0
+        for offset in range(len(name_words)):
+            length = 0
+            while (index + length < len(tokens) and offset + length < len(name_words)
+                   and tokens[index + length] == name_words[offset + length]):
+                length += 1
+            best = max(best, length)
+        if best >= 2:
+            runs.append((index, best))
+            index += best
+        else:
+            index += 1
+    return runs
+
+
+SpecificityLookup = Callable[[set[tuple[str, ...]]], Mapping[tuple[str, ...], float]]

@@ -1,0 +1,73 @@
+"""Document-aware retrieval through the real stack (ingest worker, Chroma server, DB keyword indexes, MiniLM): a
+question naming a document in any phrasing is answered from it; one naming none is not routed; a scope of
+chosen documents is kept, by the service and by the ask page and its follow-ups."""
+
+from __future__ import annotations
+
+import pytest
+
+from docs_app.models import Answer, Collection, Conversation, Grant, Role
+from docs_app.selectors.retrieval import chunks_retrieve
+from tests.data import JOINT_VENTURE, SPONSORSHIP, WEB_HOSTING, cuad
+from tests.harness import ingest, logged_in, make_user, wait_until
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_document_named_in_any_phrasing_is_searched_and_a_scope_is_kept(services: None) -> None:
+    user = make_user("paralegal")
+    collection = Collection.objects.create(name="Deals")
+    Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
+    venture, hosting, sponsorship = (ingest(collection, cuad(name))
+                                     for name in (JOINT_VENTURE, WEB_HOSTING, SPONSORSHIP))
+
+    for question in ("How long is the term of the MightyCell joint venture?",
+                     "mightycell joint venture: how long is the term",
+                     "In the Joint Venture Agreement, how long is the term?"):
+        hits = chunks_retrieve(user=user, query=question, k=5)
+        assert hits and {hit.document_id for hit in hits} == {venture.pk}, question
+
+    # Named by a party, the hosting agreement; named by nothing, no document is singled out.
+    assert chunks_retrieve(user=user, query="What fees does Horst Entertainment pay?", k=3)[0].document_id \
+        == hosting.pk
+    unnamed = chunks_retrieve(user=user, query="How can this agreement be terminated?", k=5)
+    assert len({hit.document_id for hit in unnamed}) >= 2
+
+    # A chosen scope wins over whatever the question names; a follow-up keeps the documents named before it.
+    scoped = chunks_retrieve(user=user, query="How long is the MightyCell joint venture?",
+                             document_ids=[sponsorship.pk])
+    assert scoped and {hit.document_id for hit in scoped} == {sponsorship.pk}
+    follow_up = chunks_retrieve(user=user, query="And when does it commence?", k=4,
+                                previous="How long is the term of the MightyCell joint venture?")
+    assert {hit.document_id for hit in follow_up} == {venture.pk}
+
+    # Documents the user may not read are no scope at all.
+    other = Collection.objects.create(name="Elsewhere")
+    hidden = ingest(other, cuad(WEB_HOSTING))
+    assert chunks_retrieve(user=user, query="web hosting fees", document_ids=[hidden.pk]) == []
+
+
+def test_ask_this_document_keeps_its_scope_for_follow_ups(services: None) -> None:
+    user = make_user("clerk")
+    collection = Collection.objects.create(name="Matter")
+    Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
+    venture, hosting = ingest(collection, cuad(JOINT_VENTURE)), ingest(collection, cuad(WEB_HOSTING))
+    client = logged_in(user)
+
+    page = client.get(f"/documents/{hosting.pk}/").content.decode()
+    assert 'id="ask-document"' in page and "Web Hosting Agreement" in page and "Horst Entertainment" in page
+
+    response = client.post("/ask/", {"question": "How long is the MightyCell joint venture?",
+                                     "documents": [str(hosting.pk)]}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 201
+    conversation = Conversation.objects.get(owner=user)
+    assert list(conversation.documents.values_list("id", flat=True)) == [hosting.pk]
+    client.post(f"/ask/{conversation.pk}/questions/", {"question": "And who pays the fees?"},
+                HTTP_ACCEPT="application/json")
+    answers = Answer.objects.filter(question__conversation=conversation)
+    wait_until(lambda: answers.count() == 2 and all(a.is_finished for a in answers.all()), timeout_s=600,
+               what="both answers")
+    assert {s["document_id"] for a in answers.all() for s in a.sources} == {hosting.pk}
+    assert venture.pk not in {s["document_id"] for a in answers.all() for s in a.sources}
+    shown = client.get(f"/ask/{conversation.pk}/").content.decode()
+    assert 'id="conversation-scope"' in shown and "Asking about" in shown

@@ -1,0 +1,90 @@
+"""Finding the documents a question names, whatever the phrasing, and only when it names them."""
+
+from __future__ import annotations
+
+from docs_app.pipeline.mentions import (
+    DocumentNames,
+    Mention,
+    Name,
+    mention_units,
+    mentions_pick,
+    mentions_score,
+    question_words,
+    specificity_from_counts,
+    without_mentions,
+)
+
+SUPPLY = DocumentNames(1, (Name("Master Supply Agreement", "title"), Name("Northwind Traders, Inc.", "party"),
+                           Name("Quillon Biotech GmbH", "party"), Name("Northwind", "alias"),
+                           Name("supply agreement", "type")), effective_date="2019-03-15")
+LEASE = DocumentNames(2, (Name("Office Lease", "title"), Name("Harbor Point LLC", "party"),
+                          Name("Quillon Biotech GmbH", "party"), Name("lease", "type")))
+IP = DocumentNames(3, (Name("Intellectual Property Agreement", "title"), Name("Technology Health, Inc.", "party"),
+                       Name("property agreement", "type")))
+DOCUMENTS = [SUPPLY, LEASE, IP]
+# In how many of the 40 documents' text each word or run occurs: names are rare, clause topics common.
+FREQUENCY = {("northwind",): 1, ("quillon",): 2, ("biotech",): 3, ("supply",): 12, ("master",): 20,
+             ("lease",): 2, ("office",): 15, ("harbor",): 1, ("point",): 25, ("intellectual",): 35,
+             ("property",): 38, ("intellectual", "property"): 35, ("technology",): 20, ("health",): 18,
+             ("technology", "health"): 1, ("supply", "agreement"): 3, ("quillon", "biotech"): 2,
+             ("harbor", "point"): 1, ("office", "lease"): 1, ("trader",): 2, ("northwind", "trader"): 1}
+
+
+def named(question: str) -> list[int]:
+    units = mention_units(question, DOCUMENTS)
+    specificity = {unit: specificity_from_counts(FREQUENCY.get(unit, 40), 40) for unit in units}
+    return [m.document_id for m in mentions_pick(mentions_score(question, DOCUMENTS, specificity=specificity))]
+
+
+def test_a_document_is_found_by_title_party_short_name_or_type_anywhere_in_the_question() -> None:
+    assert named("Consider the Master Supply Agreement between Northwind Traders and Quillon; who pays freight?") == [1]
+    assert named("who pays freight under the northwind supply agreement") == [1]
+    assert named("In our contract with Northwind Traders, Inc., who pays freight?") == [1]
+    assert named("Can the tenant sublet under the lease?") == [2]
+    assert named("What is the notice period in the Harbor Point lease") == [2]
+    assert named("Does the Technology Health agreement allow sublicensing?") == [3]
+
+
+def test_a_question_naming_no_document_routes_nowhere() -> None:
+    assert named("How is intellectual property ownership assigned in this contract?") == []
+    assert named("What is the governing law?") == []
+    assert named("Is there a cap on liability for technology failures or health claims?") == []
+
+
+def test_a_party_common_to_several_documents_names_them_together() -> None:
+    assert sorted(named("Which agreements do we have with Quillon Biotech?")) == [1, 2]
+
+
+def test_a_date_names_the_document_it_is_dated() -> None:
+    units = mention_units("the contract of March 15, 2019", DOCUMENTS)
+    scores = mentions_score("the contract of March 15, 2019", DOCUMENTS,
+                            specificity={u: 0.0 for u in units})
+    assert [m.document_id for m in scores] == [1]
+
+
+def test_too_many_equally_named_documents_are_no_reference() -> None:
+    many = [DocumentNames(i, (Name("Quillon Biotech GmbH", "party"),)) for i in range(1, 6)]
+    scores = mentions_score("Quillon", many, specificity={("quillon",): 1.0})
+    assert len(scores) == 5 and mentions_pick(scores) == []
+
+
+def test_the_naming_words_are_taken_out_of_what_is_asked() -> None:
+    question = "What is the governing law for the Master Supply Agreement between Northwind Traders and Quillon?"
+    units = mention_units(question, DOCUMENTS)
+    specificity = {unit: specificity_from_counts(FREQUENCY.get(unit, 40), 40) for unit in units}
+    picked = mentions_pick(mentions_score(question, DOCUMENTS, specificity=specificity))
+    assert without_mentions(question, picked) == "What is the governing law?"
+    assert without_mentions("Who signs?", []) == "Who signs?"
+
+
+def test_a_phrase_describing_the_named_document_goes_with_its_name_and_the_question_stays() -> None:
+    question = "Can the Northwind supply agreement for widget distribution be terminated for convenience?"
+    named = [Mention(1, 2.0, (2, 3, 4))]
+    assert without_mentions(question, named, describing={"widget"}) == "Can be terminated for convenience?"
+    # Without a describing word the phrase may be what is asked: kept.
+    asked = "Is there a cap in the Northwind agreement for indirect damages?"
+    assert without_mentions(asked, [Mention(1, 2.0, (6,))]) == "Is there a cap for indirect damages?"
+
+
+def test_question_words_fold_possessives_and_plurals() -> None:
+    assert [w.token for w in question_words("Papa John's licenses")] == ["papa", "john", "license"]

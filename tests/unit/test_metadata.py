@@ -1,0 +1,84 @@
+"""Metadata from a document's first pages: title, type, parties and their short names, date; authors and year
+for papers. The texts are shaped like the contracts and papers offices hold (invented names)."""
+
+from __future__ import annotations
+
+from docs_app.pipeline.metadata import DocumentMetadata, Line, dates_in, metadata_extract
+
+PREAMBLE = """Exhibit 10.4
+MASTER SUPPLY AGREEMENT
+THIS MASTER SUPPLY AGREEMENT (the "Agreement") is made and entered into as of March 15, 2019 (the "Effective Date")
+by and between Northwind Traders, Inc., a Delaware corporation ("Northwind"), and Quillon Biotech GmbH, a company
+organized under the laws of Germany (the "Supplier").
+WHEREAS, Northwind wishes to purchase products from the Supplier;
+"""
+
+TITLE_PAGE = """
+COOPERATION AGREEMENT
+made by and between
+ORVALE ENERGYTECH Inc.
+and
+BRASKON GROUP AG
+January 5, 2015
+"""
+
+PAPER = """Journal of Clinical Studies 2019; 12: 301-309
+Statin use and delirium after cardiac surgery
+Maria Lindqvist1, Tomas A. Berg2 and Hana Okafor1*
+1 Department of Anaesthesia, Karolinska University Hospital
+Received 2 March 2019; accepted 9 May 2019
+Abstract
+Background: Delirium is common after cardiac surgery.
+"""
+
+
+def test_a_contract_preamble_gives_title_type_parties_short_names_and_date() -> None:
+    meta = metadata_extract(pages=[PREAMBLE], file_name="nw-supply.pdf")
+    assert meta.title == "Master Supply Agreement"
+    assert meta.doc_type == "supply agreement"
+    assert meta.parties == ("Northwind Traders, Inc.", "Quillon Biotech GmbH")
+    assert meta.aliases == ("Northwind",)  # "Supplier" is a role, not a name
+    assert meta.effective_date == "2019-03-15"
+    assert meta.year == 2019
+
+
+def test_a_title_page_with_parties_on_their_own_lines() -> None:
+    meta = metadata_extract(pages=[TITLE_PAGE, "1. Definitions ..."], file_name="scan.pdf")
+    assert meta.title == "Cooperation Agreement"
+    assert meta.parties == ("ORVALE ENERGYTECH Inc.", "BRASKON GROUP AG")
+    assert meta.effective_date == "2015-01-05"
+
+
+def test_a_paper_gives_its_largest_print_as_title_its_authors_and_year() -> None:
+    sized = [Line("Journal of Clinical Studies 2019; 12: 301-309", 8.0),
+             Line("Statin use and delirium after cardiac surgery", 16.0),
+             Line("Maria Lindqvist1, Tomas A. Berg2 and Hana Okafor1*", 10.0),
+             Line("1 Department of Anaesthesia, Karolinska University Hospital", 8.0),
+             Line("Background: Delirium is common after cardiac surgery.", 9.0)]
+    meta = metadata_extract(pages=[PAPER], file_name="lindqvist2019.pdf", first_page_lines=sized)
+    assert meta.title == "Statin use and delirium after cardiac surgery"
+    assert meta.authors == ("Maria Lindqvist", "Tomas A. Berg", "Hana Okafor")
+    assert meta.year == 2019
+    assert not meta.parties
+
+
+def test_the_file_name_is_the_last_resort_for_a_title() -> None:
+    meta = metadata_extract(pages=["page one has only a table of figures 1 2 3"],
+                            file_name="ACME_2019-EX-10.1-Distribution Agreement.pdf")
+    assert meta.title == "Distribution Agreement"
+
+
+def test_nothing_is_guessed_from_an_empty_document() -> None:
+    meta = metadata_extract(pages=[""], file_name="12345678.pdf")
+    assert meta == DocumentMetadata()
+
+
+def test_metadata_round_trips_through_json_shapes_and_labels_itself() -> None:
+    meta = metadata_extract(pages=[PREAMBLE], file_name="nw-supply.pdf")
+    assert DocumentMetadata.from_dict(meta.as_dict()) == meta
+    assert meta.label() == "Master Supply Agreement - Northwind Traders, Inc.; Quillon Biotech GmbH (2019)"
+
+
+def test_dates_are_read_in_the_ways_they_are_written() -> None:
+    text = "dated 5th day of December, 2007, or December 5, 2007, 12/05/2007, 2007-12-05 and 31 June 2007"
+    assert dates_in(text) == ["2007-12-05"] * 4

@@ -1,0 +1,102 @@
+"""Document-aware ranking over a fake index: routing only when a question names documents, follow-ups keep
+the named documents, an unnamed question shows each document's best passage first."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import numpy as np
+
+from docs_app.pipeline.mentions import DocumentNames, Name, question_words
+from docs_app.pipeline.ranking import RankingOptions, Vector, fts5_query, keyword_terms, passages_rank, rrf_fuse
+
+# Two contracts; chunk id = document * 10 + ordinal.
+TEXTS = {
+    10: "Supply Agreement between Northwind Traders and Quillon Biotech",
+    11: "This Agreement is governed by the laws of Delaware.",
+    12: "Either party may terminate on ninety days notice.",
+    20: "Office Lease between Harbor Point LLC and Quillon Biotech",
+    21: "This Lease is governed by the laws of New York.",
+    22: "The tenant may terminate on thirty days notice.",
+}
+NAMES = {1: DocumentNames(1, (Name("Supply Agreement", "title"), Name("Northwind Traders", "party"))),
+         2: DocumentNames(2, (Name("Office Lease", "title"), Name("Harbor Point LLC", "party")))}
+
+
+def words(text: str) -> set[str]:
+    return {w.token for w in question_words(text)}
+
+
+class FakeIndex:
+    """Word overlap stands in for both vectors and BM25."""
+
+    def document_count(self) -> int:
+        return len(NAMES)
+
+    def document_names(self, tokens: Sequence[str], *, limit: int) -> list[DocumentNames]:
+        return [n for n in NAMES.values() if set(tokens) & {t for name in n.names for t in words(name.text)}]
+
+    def document_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+        return {unit: sum(all(t in words(" ".join(v for c, v in TEXTS.items() if c // 10 == d)) for t in unit)
+                          for d in NAMES) for unit in units}
+
+    def _ranked(self, text_words: set[str], document_ids: Sequence[int] | None) -> list[int]:
+        pool = [c for c in TEXTS if document_ids is None or c // 10 in document_ids]
+        scored = [(len(text_words & words(TEXTS[c])), c) for c in pool]
+        return [c for score, c in sorted(scored, key=lambda s: (-s[0], s[1])) if score]
+
+    def dense(self, vector: Vector, *, limit: int, document_ids: Sequence[int] | None = None) -> list[int]:
+        return self._ranked(EMBEDDED[int(vector[0])], document_ids)
+
+    def keyword(self, terms: Sequence[str], *, limit: int, document_ids: Sequence[int] | None = None) -> list[int]:
+        return self._ranked({w.token for t in terms for w in question_words(t)}, document_ids)
+
+    def term_shares(self, terms: Sequence[str], *, document_ids: Sequence[int] | None) -> dict[str, float]:
+        pool = [c for c in TEXTS if document_ids is None or c // 10 in document_ids]
+        return {t: sum(t in words(TEXTS[c]) for c in pool) / len(pool) for t in terms}
+
+    def chunk_documents(self, chunk_ids: Collection[int]) -> dict[int, int]:
+        return {c: c // 10 for c in chunk_ids}
+
+
+EMBEDDED: list[set[str]] = []
+
+
+def embed(texts: Sequence[str]) -> np.ndarray:
+    vectors = []
+    for text in texts:
+        EMBEDDED.append(words(text))
+        vectors.append(np.array([len(EMBEDDED) - 1], dtype=np.float32))
+    return np.stack(vectors)
+
+
+def test_a_question_naming_a_document_is_answered_from_it_in_any_phrasing() -> None:
+    for question in ("Which law governs the Harbor Point lease?", "harbor point: governing law",
+                     "Consider the Office Lease; which law governs it?"):
+        ranking = passages_rank(question, index=FakeIndex(), embed=embed, options=RankingOptions())
+        assert [m.document_id for m in ranking.named] == [2]
+        assert ranking.ordered[0] == 21
+
+
+def test_a_question_naming_nothing_is_not_routed_and_shows_each_document_first() -> None:
+    ranking = passages_rank("Which law governs?", index=FakeIndex(), embed=embed, options=RankingOptions())
+    assert ranking.named == []
+    assert {ranking.ordered[0] // 10, ranking.ordered[1] // 10} == {1, 2}
+
+
+def test_a_follow_up_keeps_the_documents_its_previous_question_named() -> None:
+    ranking = passages_rank("And who may terminate it?", previous="Which law governs the Northwind supply "
+                            "agreement?", index=FakeIndex(), embed=embed, options=RankingOptions())
+    assert ranking.from_previous and [m.document_id for m in ranking.named] == [1]
+    assert ranking.ordered[0] == 12
+
+
+def test_keyword_terms_drop_function_and_referring_words() -> None:
+    assert keyword_terms("Does this contract include a non-compete clause?") == ["non", "compete"]
+    assert fts5_query(['say "hi"', "x"]) == '"say ""hi""" OR "x"'
+
+
+def test_rrf_fuse_rewards_agreement_between_rankings() -> None:
+    scores = rrf_fuse([(1.0, [1, 2, 3]), (1.0, [3, 1, 4])], k=60)
+    assert max(scores, key=scores.__getitem__) == 1
+    assert scores[3] > scores[2]
