@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil
 
 from docs_app.devservices import REPO, Services, configure, free_port, services_running
-from docs_app.keyfile import key_create
 
 
 def _tree_bytes(path: Path) -> int:
@@ -67,10 +66,9 @@ def main() -> None:
         sys.exit(f"no PDFs under {args.pdfs}")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-backup-"))
-    key = workdir / "keys" / "audit-hmac.key"
-    key_create(key)
-    configure(workdir, DOCS_AUDIT_KEY_FILE=str(key), **(
+    configure(workdir, **(
         {"DOCS_DATABASE_URL": os.environ["DOCS_DATABASE_URL"]} if "DOCS_DATABASE_URL" in os.environ else {}))
+    key = Path(os.environ["DOCS_AUDIT_KEY_FILE"])  # configure made it
     import django
     from django.core.management import call_command
 
@@ -128,6 +126,7 @@ def main() -> None:
     chroma_port = free_port()
     env = dict(os.environ, DOCS_DATA_DIR=str(fresh / "data"), DOCS_CHROMA_PORT=str(chroma_port),
                DOCS_AUDIT_KEY_FILE=str(fresh / "keys" / "audit-hmac.key"),
+               DOCS_AUDIT_ANCHOR_FILE=str(fresh / "keys" / "audit-anchors.log"),
                DOCS_DATABASE_URL=os.environ.get("DOCS_BENCH_RESTORE_DATABASE_URL",
                                                 f"sqlite:///{fresh / 'db.sqlite3'}"))
     services = Services(log_dir=fresh / "logs", env=env)
