@@ -1,13 +1,18 @@
 # Production image: one image, several roles (web, ingest, answer), chosen by the command in docker-compose.yml.
 # Build on a connected machine, then move the image into the office (docker save / docker load).
-FROM python:3.11-slim-bookworm
+# GPU answer image (docker-compose.yml's answer-gpu): a CUDA devel base (nvcc for the CUDA backend) with CUDA's
+# LLAMA_CMAKE_ARGS below; Python 3.11 is installed from the distribution there when the base lacks it.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 # bubblewrap: the PDF children's sandbox. Inside a container it needs user namespaces (e.g. `--security-opt
 # seccomp=unconfined` or a profile allowing unshare); without them DOCS_SANDBOX=auto falls back to basic.
 # tesseract-ocr-eng: the language data the OCR of scanned pages reads (add tesseract-ocr-<lang> for more languages
-# and name them in DOCS_OCR_LANGUAGES).
+# and name them in DOCS_OCR_LANGUAGES). postgresql-client: pg_dump and pg_restore for `manage.py backup`/`restore`.
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake git bubblewrap \
-        tesseract-ocr tesseract-ocr-eng \
-    && rm -rf /var/lib/apt/lists/*
+        tesseract-ocr tesseract-ocr-eng postgresql-client \
+    && (command -v python3.11 >/dev/null || apt-get install -y --no-install-recommends python3.11 python3.11-venv) \
+    && rm -rf /var/lib/apt/lists/* && python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 COPY pyproject.toml ./
 # llama.cpp with every x86 CPU variant as a loadable backend, never -march=native: the image runs on CPUs other

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint bench-ingest bench-retrieval clean
+.PHONY: setup run test test-postgres lint bench-ingest bench-retrieval clean
 
 setup: $(VENV)/.installed
 	@scripts/system-deps.sh
@@ -19,6 +19,12 @@ run: setup
 test: setup
 	@scripts/system-deps.sh --browser
 	$(BIN)/python -m pytest
+
+# The same suite against a throwaway PostgreSQL (installed with apt-get if missing) in a temporary directory, the
+# app's workers connecting as a role that does not own the audit table (scripts/test-postgres.sh).
+test-postgres: setup
+	@scripts/system-deps.sh --browser
+	scripts/test-postgres.sh
 
 lint: setup
 	$(BIN)/ruff check .

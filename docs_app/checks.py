@@ -19,7 +19,9 @@ log = logging.getLogger("docs_app.checks")
 
 
 def _private_paths() -> list[Path]:
-    paths = [Path(settings.DATA_DIR)]
+    # The stored files and renders may live outside the data directory (a shared mount: DOCS_FILES_DIR,
+    # DOCS_PAGE_CACHE_DIR); they hold the same confidential bytes.
+    paths = [Path(settings.DATA_DIR), Path(settings.MEDIA_ROOT), Path(settings.PAGE_CACHE_DIR)]
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("sqlite3"):
         paths.append(Path(str(database["NAME"])).parent)

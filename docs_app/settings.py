@@ -61,8 +61,12 @@ def env_list(name: str, default: str) -> list[str]:
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DOCS_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-MEDIA_ROOT = DATA_DIR / "files"
-PAGE_CACHE_DIR = DATA_DIR / "page-cache"
+# The stored originals, read through Django's default storage (docs_app.storage). Several hosts (web, ingest
+# workers elsewhere) share them by pointing this at the same shared mount; each host keeps its own DATA_DIR.
+MEDIA_ROOT = Path(env_str("DOCS_FILES_DIR", str(DATA_DIR / "files"))).resolve()
+# Page renders (web hosts). With several web hosts, put it on the shared mount too: erasing a document deletes its
+# renders from this one directory, so a render kept on another host's own disk would survive the erasure.
+PAGE_CACHE_DIR = Path(env_str("DOCS_PAGE_CACHE_DIR", str(DATA_DIR / "page-cache"))).resolve()
 
 # The audit chain's HMAC key and the file its head is anchored in live outside the data directory and the
 # database (docs_app.keyfile): a copy of either is not enough to rewrite the log unnoticed.

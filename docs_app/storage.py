@@ -11,8 +11,10 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
+from django.core.files import File
 from django.core.files.storage import default_storage
 
 from docs_app.models import Document
@@ -46,3 +48,29 @@ def incoming_keep(incoming: Path) -> tuple[str, Path]:
 def document_files_erase(*, file_path: Path, cache_dir: Path) -> None:
     file_path.unlink(missing_ok=True)
     shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+# --- Stored originals by name, through the storage API (backup and restore) --------------------------------------
+
+def stored_file_open(stored_name: str) -> IO[bytes] | None:
+    """The stored original for reading, or None when it is not there (erased)."""
+    if not default_storage.exists(stored_name):
+        return None
+    return default_storage.open(stored_name, "rb")
+
+
+def stored_file_save(stored_name: str, source: IO[bytes]) -> None:
+    """Store an original under the name its Document row has; refuses to overwrite or rename one."""
+    if default_storage.exists(stored_name):
+        raise FileExistsError(f"the file store already holds {stored_name}")
+    saved = default_storage.save(stored_name, File(source, name=stored_name))
+    if saved != stored_name:
+        raise FileExistsError(f"the file store renamed {stored_name} to {saved}")
+
+
+def stored_files_empty() -> bool:
+    """True when the store holds no original (a new instance, or one a restore may fill)."""
+    if not default_storage.exists(""):
+        return True
+    _dirs, files = default_storage.listdir("")
+    return not [name for name in files if not name.startswith(".incoming-")]

@@ -10,6 +10,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -56,11 +58,35 @@ def chroma_server(devservices: Services) -> int:
     return int(settings.CHROMA_PORT)
 
 
+def on_postgresql() -> bool:
+    return bool(settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))
+
+
+def app_database_url() -> str:
+    """The URL the app's processes (the workers) use for the test database: on PostgreSQL the app role that
+    `make test-postgres` created (DOCS_TEST_APP_DATABASE_URL), pointed at the test database."""
+    if not on_postgresql():
+        return f"sqlite:///{settings.DATABASES['default']['TEST']['NAME']}"
+    parts = urlsplit(os.environ["DOCS_TEST_APP_DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + quote(str(settings.DATABASES["default"]["NAME"]))))
+
+
 def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "docs_app.settings"
-    env["DOCS_DATABASE_URL"] = f"sqlite:///{settings.DATABASES['default']['TEST']['NAME']}"
+    env["DOCS_DATABASE_URL"] = app_database_url()
     return env
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """pytest-django's test database, migrated by the owner role; on PostgreSQL the app role then gets the rights
+    production gives it (`manage.py database_grant`), and no more."""
+    if on_postgresql():
+        from docs_app.services.database import database_app_role_grant
+
+        with django_db_blocker.unblock():
+            database_app_role_grant(role=str(urlsplit(os.environ["DOCS_TEST_APP_DATABASE_URL"]).username))
 
 
 def wait_for_worker(name: str, timeout_s: float = 120) -> None:

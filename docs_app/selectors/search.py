@@ -25,6 +25,8 @@ _MAX_TERMS = 12
 # Markers FTS5 puts around matched words in a snippet; control characters no PDF text keeps (the extraction
 # drops them), so escaping the snippet and then turning them into <mark> cannot be tricked by document text.
 _OPEN, _CLOSE = "\x02", "\x03"
+# Stand-ins for "<" and ">" inside PostgreSQL's ts_headline (see passages_search); control characters too.
+_LT, _GT = "\x01", "\x04"
 _QUOTED = re.compile(r'"([^"]+)"')
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -78,7 +80,7 @@ def passages_search(*, user: AnyUser, text: str, collection_ids: list[int] | Non
     if connection.vendor == "postgresql":
         sql = (
             "SELECT c.id, d.id, d.title, col.name, c.page, "  # noqa: S608 - fixed fragments, values are parameters
-            "ts_headline('english', c.text, q, %s) FROM docs_app_chunk c "
+            "ts_headline('english', translate(c.text, %s, %s), q, %s) FROM docs_app_chunk c "
             "JOIN docs_app_document d ON d.id = c.document_id "
             "JOIN docs_app_collection col ON col.id = d.collection_id, to_tsquery('english', %s) q "
             "WHERE to_tsvector('english', c.text) @@ q AND d.status = %s "
@@ -86,7 +88,10 @@ def passages_search(*, user: AnyUser, text: str, collection_ids: list[int] | Non
             "ORDER BY ts_rank_cd(to_tsvector('english', c.text), q) DESC, c.id LIMIT %s"
         )
         options = f"StartSel={_OPEN}, StopSel={_CLOSE}, MaxWords=40, MinWords=15, MaxFragments=2"
-        params: list[str | int] = [options, query.tsquery(), DocumentStatus.READY.value, *allowed, limit]
+        # ts_headline drops whatever its parser reads as a tag ("<script>", "<b>"): the passage's own angle
+        # brackets go in as control characters and come back in _marked, so the snippet shows the text as it is.
+        params: list[str | int] = ["<>", _LT + _GT, options, query.tsquery(), DocumentStatus.READY.value, *allowed,
+                                   limit]
     else:
         sql = (
             "SELECT c.id, d.id, d.title, col.name, c.page, "  # noqa: S608 - fixed fragments, values are parameters
@@ -106,5 +111,5 @@ def passages_search(*, user: AnyUser, text: str, collection_ids: list[int] | Non
 
 
 def _marked(snippet: str) -> SafeString:
-    text = " ".join(snippet.split())
+    text = " ".join(snippet.replace(_LT, "<").replace(_GT, ">").split())
     return mark_safe(escape(text).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>"))  # noqa: S308 - escaped first

@@ -71,6 +71,8 @@ class Action:
     AUDIT_EXPORT = "audit.export"
     INDEX_REBUILD = "index.rebuild"
     INDEX_REPAIR = "index.repair"
+    BACKUP = "system.backup"
+    RESTORE = "system.restore"
 
 
 ALL_ACTIONS = sorted(value for name, value in vars(Action).items() if name.isupper())

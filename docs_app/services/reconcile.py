@@ -42,7 +42,7 @@ from docs_app.services.enqueue import (
 )
 from docs_app.services.index import IndexReport, index_check
 from docs_app.services.ingest import run_is_stale
-from docs_app.services.liveness import run_identity
+from docs_app.services.liveness import run_dead_here, run_identity
 from docs_app.services.streams import answer_lease_live, redis_client
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def reconcile(*, check_index: bool = False) -> ReconcileReport:
     report = ReconcileReport()
     token = run_identity()
     try:
+        _lock_free_if_stale(token)
         if not redis_client().set(LOCK_KEY, token, nx=True, ex=LOCK_S):
             report.skipped = "another reconciler is in a pass"
             return report
@@ -105,6 +106,20 @@ def reconcile(*, check_index: bool = False) -> ReconcileReport:
         with contextlib.suppress(redis.RedisError):
             redis_client().eval(_RELEASE, 1, LOCK_KEY, token)
     return report
+
+
+def _lock_free_if_stale(token: str) -> None:
+    """A lock whose holder is this very process (not in a pass now: passes run one at a time) or a process of this
+    host that is gone is stale: a pass that died with Redis could not release it, and Redis restarted from its
+    append-only file brings it back for the rest of LOCK_S. Freed at once (compare-and-delete), not waited out."""
+    holder = redis_client().get(LOCK_KEY)
+    if holder is None:
+        return
+    held = holder.decode() if isinstance(holder, bytes) else str(holder)
+    own = held.rsplit(":", 1)[0] == token.rsplit(":", 1)[0]
+    if own or run_dead_here(held):
+        log.warning("reconciler: freeing the stale lock of %s", held)
+        redis_client().eval(_RELEASE, 1, LOCK_KEY, held)
 
 
 def documents_reconcile(report: ReconcileReport) -> None:

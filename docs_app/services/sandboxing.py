@@ -12,9 +12,11 @@ from docs_app.pipeline.sandbox import PROJECT_ROOT, Sandbox
 
 def pdf_sandbox() -> Sandbox:
     """Hidden from the child: the data directory (stored PDFs, page renders, the development secret key, Chroma
-    and Redis files), the SQLite database's directory and the audit key's directory. A directory that holds the
+    and Redis files), the stored files' directory wherever it is (DOCS_FILES_DIR, a shared mount), the SQLite
+    database's directory and the audit key's directory. A directory that holds the
     code or the Python installation cannot be hidden (the child must run): keep data apart from code."""
-    candidates = {Path(settings.DATA_DIR), Path(settings.AUDIT_KEY_FILE).parent}
+    candidates = {Path(settings.DATA_DIR), Path(settings.MEDIA_ROOT), Path(settings.PAGE_CACHE_DIR),
+                  Path(settings.AUDIT_KEY_FILE).parent}
     database = settings.DATABASES["default"]
     if str(database["ENGINE"]).endswith("sqlite3"):
         candidates.add(Path(str(database["NAME"])).parent)

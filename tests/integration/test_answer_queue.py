@@ -96,3 +96,25 @@ def test_a_question_that_would_wait_longer_than_the_target_is_refused_busy_with_
     assert body["waiting"] == 1 and body["wait_estimate_s"] == 400  # (1 ahead + this one) x 200 s, one worker
     assert "Busy, try again" in body["message"] and "about 7 minutes" in body["message"]
     assert Answer.objects.count() == 4
+
+
+def test_a_reconciler_lock_left_by_a_dead_pass_is_freed_not_waited_out(redis_server: str) -> None:
+    """A pass that died with Redis (killed, then restarted from its append-only file) could not release its lock;
+    every later pass used to skip for the rest of its 15 minutes. Held by this process or a gone process of this
+    host, it is stale; held by a live process, it is respected."""
+    import os
+
+    from django.conf import settings
+
+    from docs_app.services.reconcile import LOCK_KEY
+    from docs_app.services.streams import redis_client
+
+    for holder in (f"{settings.HOST_ID}:{os.getpid()}:old", f"{settings.HOST_ID}:999999999:old"):
+        redis_client().set(LOCK_KEY, holder, ex=900)
+        assert reconcile().skipped != "another reconciler is in a pass", holder
+        assert redis_client().get(LOCK_KEY) is None
+    redis_client().set(LOCK_KEY, f"{settings.HOST_ID}:1:live", ex=900)  # pid 1 lives
+    try:
+        assert reconcile().skipped == "another reconciler is in a pass"
+    finally:
+        redis_client().delete(LOCK_KEY)

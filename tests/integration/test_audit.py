@@ -39,6 +39,7 @@ from docs_app.models import (
     Question,
     Role,
 )
+from docs_app.selectors.search import passages_search
 from docs_app.services.actor import Actor
 from docs_app.services.audit import Action, audit_guard_remove, audit_record
 from docs_app.services.grants import (
@@ -521,11 +522,17 @@ def test_document_lifecycle_writes_one_event_per_action_and_delete_erases_the_te
     texts = list(Chunk.objects.filter(document=document).values_list("text", flat=True))
     file_path, cache_dir = document_file_path(document), page_cache_dir(document)
     assert cache_dir.exists()
-    terms = _index_terms_of(document.pk, avoid=document.original_name + document.title)
-    assert len(terms) >= 3, terms
-    _checkpoint()
-    before = _db_bytes()
-    assert texts[0][:40].encode() in before and any(t.encode() in before for t in terms)
+    if connection.vendor == "sqlite":
+        terms = _index_terms_of(document.pk, avoid=document.original_name + document.title)
+        assert len(terms) >= 3, terms
+        _checkpoint()
+        before = _db_bytes()
+        assert texts[0][:40].encode() in before and any(t.encode() in before for t in terms)
+    else:
+        # PostgreSQL keeps a deleted row's bytes in its files until VACUUM (README, "PostgreSQL"); what this test
+        # can pin there is that the rows and their keyword-index matches are gone.
+        terms = {w for w in " ".join(texts).split() if len(w) >= 9 and w.isalpha()}
+        assert passages_search(user=contributor, text=sorted(terms)[0])
 
     with new_events() as deleted:
         assert mona.post(f"/documents/{document.pk}/delete/").status_code == 302
@@ -536,6 +543,9 @@ def test_document_lifecycle_writes_one_event_per_action_and_delete_erases_the_te
     assert not file_path.exists() and not cache_dir.exists()
 
     def erased() -> bool:
+        if connection.vendor != "sqlite":
+            return not Chunk.objects.filter(document_id=document.pk).exists() and not any(
+                passages_search(user=contributor, text=t) for t in sorted(terms)[:20])
         _checkpoint()
         data = _db_bytes()
         return not any(t.encode() in data for t in terms) and not any(x[:40].encode() in data for x in texts)

@@ -43,3 +43,18 @@ def test_a_data_directory_others_can_read_is_reported_at_start(tmp_path: Path) -
     data.chmod(0o700)
     done = _manage(data, "check")
     assert "docs_app.W001" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_a_shared_file_store_others_can_read_is_reported_at_start(tmp_path: Path) -> None:
+    """The stored originals on a shared mount (DOCS_FILES_DIR) hold the same confidential bytes as the data
+    directory, wherever they are mounted."""
+    data, shared = tmp_path / "data", tmp_path / "mnt" / "files"
+    data.mkdir(mode=0o700)
+    shared.mkdir(parents=True)
+    shared.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCS_")}
+    env.update(DJANGO_SETTINGS_MODULE="docs_app.settings", DOCS_DATA_DIR=str(data), DOCS_FILES_DIR=str(shared),
+               DOCS_AUDIT_KEY_FILE=str(tmp_path / "keys" / "audit.key"))
+    done = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert "docs_app.W001" in done.stdout + done.stderr and str(shared) in done.stdout + done.stderr

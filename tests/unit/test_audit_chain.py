@@ -181,7 +181,8 @@ def _rows() -> tuple[list[str], list[list[object]]]:
 
 
 def test_insert_or_replace_cannot_rewrite_an_event() -> None:
-    """With the triggers in place, REPLACE used to delete and re-insert a row without firing the DELETE guard."""
+    """With the triggers in place, REPLACE used to delete and re-insert a row without firing the DELETE guard.
+    PostgreSQL's form of it, INSERT ... ON CONFLICT DO UPDATE, fires the UPDATE guard."""
     events = _events(3)
     columns, rows = _rows()
     row = rows[1]
@@ -189,8 +190,12 @@ def test_insert_or_replace_cannot_rewrite_an_event() -> None:
     for conflict in ("id", "hash"):  # a REPLACE conflicting on either unique column deletes the old row
         if conflict == "hash":
             row[columns.index("id")] = events[-1].pk + 100
-        sql = (f"INSERT OR REPLACE INTO docs_app_auditevent ({', '.join(columns)}) "
-               f"VALUES ({', '.join(['%s'] * len(columns))})")
+        values = ", ".join(["%s"] * len(columns))
+        if connection.vendor == "postgresql":
+            sql = (f"INSERT INTO docs_app_auditevent ({', '.join(columns)}) VALUES ({values}) "
+                   f"ON CONFLICT ({conflict}) DO UPDATE SET outcome = EXCLUDED.outcome")
+        else:
+            sql = f"INSERT OR REPLACE INTO docs_app_auditevent ({', '.join(columns)}) VALUES ({values})"
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
             cur.execute(sql, row)
     assert [e.outcome for e in AuditEvent.objects.order_by("id")] == ["ok"] * 3
