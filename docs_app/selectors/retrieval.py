@@ -60,7 +60,7 @@ class RetrievedChunk:
     char_end: int
     text: str
     score: float  # fused reciprocal-rank score: only meaningful for ordering
-    similarity: float  # cosine similarity of the chunk to what is asked: the abstention signal
+    similarity: float  # cosine similarity to the question or what it asks (the better): the abstention signal
     heading: str = ""
 
 
