@@ -80,21 +80,16 @@ def main() -> None:
     with services_running(workdir, concurrency=2):
         from django.contrib.auth.models import User
 
-        from docs_app.models import Answer, Chunk, Collection, Document, DocumentStatus, Grant, Role
-        from docs_app.services.actor import SYSTEM, Actor
+        from bench.corpus import corpus_ingest
+        from docs_app.models import Answer, Chunk, Collection, DocumentStatus, Grant, Role
+        from docs_app.services.actor import Actor
         from docs_app.services.answering import conversation_start
-        from docs_app.services.documents import document_upload
 
         collection = Collection.objects.create(name="bench")
         user = User.objects.create_user("bench")
         Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
         started = time.perf_counter()
-        for path in files:
-            with path.open("rb") as source:
-                document_upload(collection=collection, name=path.name, source=source, actor=SYSTEM)
-        documents = Document.objects.filter(collection=collection)
-        while documents.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
-            time.sleep(0.5)
+        documents = corpus_ingest(collection, files, poll_s=0.5)
         ingest_s = time.perf_counter() - started
         answer = conversation_start(actor=Actor(user=user), text=args.question, collection_ids=None)
         while not Answer.objects.get(pk=answer.pk).is_finished:

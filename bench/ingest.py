@@ -124,10 +124,9 @@ def pipeline_run(label: str, files: list[Path], services: Services, *, concurren
                  env: dict[str, str]) -> dict[str, Any]:
     """Our pipeline through a fresh worker with `env` on top of the run's settings. Timed from the first upload
     to the last document finished; the worker has loaded and proved its embedder before."""
+    from bench.corpus import corpus_ingest
     from docs_app import registry
-    from docs_app.models import Chunk, Collection, Document, DocumentStatus
-    from docs_app.services.actor import SYSTEM
-    from docs_app.services.documents import document_upload
+    from docs_app.models import Chunk, Collection, DocumentStatus
     from docs_app.services.model_status import EMBEDDER_STATUS_KEY
     from docs_app.services.streams import redis_client
 
@@ -144,12 +143,7 @@ def pipeline_run(label: str, files: list[Path], services: Services, *, concurren
         embedder = json.loads(next(iter(client.hvals(EMBEDDER_STATUS_KEY))))
         collection = Collection.objects.create(name=label)
         started = time.perf_counter()
-        for path in files:
-            with path.open("rb") as source:
-                document_upload(collection=collection, name=path.name, source=source, actor=SYSTEM)
-        documents = Document.objects.filter(collection=collection)
-        while documents.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
-            time.sleep(0.1)
+        documents = corpus_ingest(collection, files, poll_s=0.1)
         elapsed = time.perf_counter() - started
     finally:
         services.stop(worker)

@@ -105,19 +105,12 @@ def run(*, queries: list[dict[str, Any]], contracts: list[str], originals: Path,
 
 
 def ingest(collection: Any, folder: Path, names: list[str]) -> dict[str, Any]:
-    from docs_app.models import Document, DocumentStatus
-    from docs_app.services.actor import SYSTEM
-    from docs_app.services.documents import document_upload
+    from bench.corpus import corpus_ingest
+    from docs_app.models import DocumentStatus
 
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    for name in names:
-        if not Document.objects.filter(collection=collection, original_name=name).exists():
-            with (folder / name).open("rb") as source:
-                document_upload(collection=collection, name=name, source=source, actor=SYSTEM)
-    documents = Document.objects.filter(collection=collection)
-    while documents.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
-        time.sleep(1)
+    documents = corpus_ingest(collection, [folder / name for name in names])
     wall = time.monotonic() - started
     failed = dict(documents.filter(status=DocumentStatus.FAILED).values_list("original_name", "error"))
     for name, error in failed.items():

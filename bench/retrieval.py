@@ -130,9 +130,8 @@ def main() -> None:
 def run(args: argparse.Namespace, workdir: Path) -> None:
     from django.contrib.auth import get_user_model
 
-    from docs_app.models import Chunk, Collection, Document, DocumentStatus, Grant, Role
-    from docs_app.services.actor import SYSTEM
-    from docs_app.services.documents import document_upload
+    from bench.corpus import corpus_ingest
+    from docs_app.models import Chunk, Collection, DocumentStatus, Grant, Role
 
     queries = [json.loads(line) for line in args.queries.read_text().splitlines() if line.strip()]
     gold_names = list(dict.fromkeys(q["pdf"] for q in queries))
@@ -145,13 +144,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     collection, _ = Collection.objects.get_or_create(name="bench")
     Grant.objects.get_or_create(collection=collection, user=user, defaults={"role": Role.VIEWER})
     started = time.monotonic()
-    for name in corpus:
-        if not Document.objects.filter(collection=collection, original_name=name).exists():
-            with (args.pdfs / name).open("rb") as source:
-                document_upload(collection=collection, name=name, source=source, actor=SYSTEM)
-    docs = Document.objects.filter(collection=collection)
-    while docs.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
-        time.sleep(2)
+    docs = corpus_ingest(collection, [args.pdfs / name for name in corpus], poll_s=2)
     failed = list(docs.filter(status=DocumentStatus.FAILED).values_list("original_name", "error"))
     by_name = dict(docs.filter(status=DocumentStatus.READY).values_list("original_name", "id"))
     chunks = Chunk.objects.filter(document__collection=collection).count()

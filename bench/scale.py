@@ -108,22 +108,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def base_corpus(args: argparse.Namespace, queries: list[dict[str, Any]]) -> dict[str, Any]:
     """The real pipeline on the gold contracts plus distractors; reused when the work directory has it."""
-    from docs_app.models import Chunk, Collection, Document, DocumentStatus
-    from docs_app.services.actor import SYSTEM
-    from docs_app.services.documents import document_upload
+    from bench.corpus import corpus_ingest
+    from docs_app.models import Chunk, Collection, DocumentStatus
 
     collection, created = Collection.objects.get_or_create(name="base")
     gold = list(dict.fromkeys(q["pdf"] for q in queries))
     others = sorted(p.name for p in args.pdfs.iterdir() if p.is_file() and p.name not in set(gold))
     random.Random(args.seed).shuffle(others)
     corpus = gold + others[: max(0, args.base_docs - len(gold))]
-    if created:
-        for name in corpus:
-            with (args.pdfs / name).open("rb") as source:
-                document_upload(collection=collection, name=name, source=source, actor=SYSTEM)
-    documents = Document.objects.filter(collection=collection)
-    while documents.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED]).exists():
-        time.sleep(2)
+    documents = corpus_ingest(collection, [args.pdfs / name for name in corpus] if created else [], poll_s=2)
     ready = documents.filter(status=DocumentStatus.READY)
     by_name = dict(ready.values_list("original_name", "id"))
     chunks = Chunk.objects.filter(document__in=ready).count()
