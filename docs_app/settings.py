@@ -348,6 +348,9 @@ VECTOR_STORE_RETRY_S = env_int("DOCS_VECTOR_STORE_RETRY_S", 180)
 # Passages one keyword query may score (estimated from the index's term counts): past it, its most common
 # terms are left out (docs_app/selectors/keywords.py). 0: never.
 KEYWORD_MAX_SCORED = env_int("DOCS_KEYWORD_MAX_SCORED", 20000)
+# Dense search over at most this many passages (the documents a question names, a reader of a few matters)
+# compares the stored vectors directly instead of asking Chroma (docs_app/selectors/retrieval.py). 0: always Chroma.
+DENSE_EXACT_MAX_PASSAGES = env_int("DOCS_DENSE_EXACT_MAX_PASSAGES", 4000)
 
 # --- Audit ------------------------------------------------------------------------------------------
 # Time the audit page may spend verifying the chain per load (new events first, then a slice of the pass that

@@ -17,6 +17,7 @@ Only documents that stand out are picked: see `mentions_pick`.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -112,9 +113,15 @@ def question_words(text: str) -> list[Word]:
 
 
 def name_tokens(text: str, *, camel: bool = False) -> list[str]:
+    return list(_name_tokens(text, camel))
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_tokens(text: str, camel: bool) -> tuple[str, ...]:
+    """Remembered: a question compares itself with a dozen candidate documents' names, twice."""
     if camel:
         text = _CAMEL.sub(" ", text)
-    return [word.token for word in question_words(text)]
+    return tuple(word.token for word in question_words(text))
 
 
 def is_content(token: str) -> bool:
@@ -262,7 +269,7 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
     tokens = [word.token for word in words]
     said = set(tokens)
     for name in document.names:
-        name_words = name_tokens(name.text, camel=name.kind == "file")
+        name_words = _name_tokens(name.text, name.kind == "file")
         if not name_words:
             continue
         if name.kind in {"title", "type"}:
@@ -282,12 +289,15 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
 
 def _shared_runs(tokens: Sequence[str], name_words: Sequence[str]) -> list[tuple[int, int]]:
     """Maximal runs (start in tokens, length) of two or more words that also occur consecutively in the name."""
+    places: dict[str, list[int]] = {}
+    for offset, word in enumerate(name_words):
+        places.setdefault(word, []).append(offset)
     runs: list[tuple[int, int]] = []
     index = 0
     while index < len(tokens):
         best = 0
-        for offset in range(len(name_words)):
-            length = 0
+        for offset in places.get(tokens[index], ()):
+            length = 1
             while (index + length < len(tokens) and offset + length < len(name_words)
                    and tokens[index + length] == name_words[offset + length]):
                 length += 1

@@ -71,3 +71,36 @@ def test_ask_this_document_keeps_its_scope_for_follow_ups(services: None) -> Non
     assert venture.pk not in {s["document_id"] for a in answers.all() for s in a.sources}
     shown = client.get(f"/ask/{conversation.pk}/").content.decode()
     assert 'id="conversation-scope"' in shown and "Asking about" in shown
+
+
+def test_small_scopes_compare_stored_vectors_and_find_what_the_vector_store_finds(services: None) -> None:
+    """Small scopes skip Chroma (DENSE_EXACT_MAX_PASSAGES): the stored vectors must rank as the vector store does,
+    and a large scope must still go to the vector store."""
+    from django.test import override_settings
+
+    from docs_app import registry
+    from docs_app.selectors.retrieval import DENSE_ONLY
+
+    user = make_user("reader")
+    collection = Collection.objects.create(name="Both ways")
+    Grant.objects.create(collection=collection, user=user, role=Role.VIEWER)
+    for name in (JOINT_VENTURE, WEB_HOSTING, SPONSORSHIP):
+        ingest(collection, cuad(name))
+    store = registry.vector_store()
+    questions = ("How long is the term of the joint venture?", "What fees are paid for web hosting?",
+                 "Who may terminate the sponsorship and when?")
+    asked: list[int] = []
+    original = store.query
+    store.query = lambda **kw: asked.append(1) or original(**kw)  # type: ignore[method-assign]
+    try:
+        with override_settings(DENSE_EXACT_MAX_PASSAGES=100_000):
+            exact = [[h.chunk_id for h in chunks_retrieve(user=user, query=q, k=5, options=DENSE_ONLY)]
+                     for q in questions]
+        assert not asked
+        with override_settings(DENSE_EXACT_MAX_PASSAGES=0):
+            approximate = [[h.chunk_id for h in chunks_retrieve(user=user, query=q, k=5, options=DENSE_ONLY)]
+                           for q in questions]
+        assert len(asked) == len(questions)
+    finally:
+        store.query = original  # type: ignore[method-assign]
+    assert all(exact) and exact == approximate
