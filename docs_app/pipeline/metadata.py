@@ -92,6 +92,12 @@ _ENDS_PREAMBLE = re.compile(
     r"\b(?:WHEREAS|W\s?I\s?T\s?N\s?E\s?S\s?S\s?E\s?T\s?H|RECITALS?|NOW,? THEREFORE|BACKGROUND|PREAMBLE)\b"
     r"|\b(?:agree|agrees)\s+as\s+follows", re.IGNORECASE)
 _BETWEEN = re.compile(r"\b(?:between|among|by\s+and\s+between|by\s+and\s+among)\b[:\s]*", re.IGNORECASE)
+# A "between" clause names parties when it is a contract's: the words before it say so ("This Agreement is made
+# ... by and between"). A paper's "association between smoking and ..." names none (PubMedQA: 1 abstract in 10
+# got a "party" such as "Cancer Treatment Quality of Life Questionnaire", and questions were routed to it).
+_CONTRACT_CUE = re.compile(r"\b(?:agreement|contract|lease|licen[cs]e|amendment|addendum|memorandum|deed|indenture|"
+                           r"undertaking|understanding|covenant|entered|made|executed|dated|effective|part(?:y|ies)|"
+                           r"by\s+and)\b", re.IGNORECASE)
 _PARTY_SPLIT = re.compile(r";|\band\b|\bon the (?:one|other) hand\b|,\s*(?=\(?[a-z]\)\s)|\(\s*[a-z]\s*\)\s"
                           r"|(?<=\)),\s*(?=[A-Z])",
                           re.IGNORECASE)
@@ -328,7 +334,7 @@ def _parties_from_preamble(flat: str) -> list[str]:
     """Names in the first "between/among" clause: each side up to its description (", a Delaware
     corporation", "(the "Company")", "having its offices at ...")."""
     match = _BETWEEN.search(flat[:5000])
-    if match is None:
+    if match is None or not _CONTRACT_CUE.search(flat[max(0, match.start() - 300):match.end()]):
         return []
     clause = flat[match.end():match.end() + 900]
     end = _ENDS_PREAMBLE.search(clause)

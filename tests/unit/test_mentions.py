@@ -88,3 +88,17 @@ def test_a_phrase_describing_the_named_document_goes_with_its_name_and_the_quest
 
 def test_question_words_fold_possessives_and_plurals() -> None:
     assert [w.token for w in question_words("Papa John's licenses")] == ["papa", "john", "license"]
+
+
+def test_a_keyword_names_a_document_only_when_the_question_writes_it_as_a_name() -> None:
+    """Keywords are capitalised words of a document's opening ("Knowledge", "Rural"): the same word in lower case
+    in a question is a word, not a name."""
+    survey = DocumentNames(7, (Name("Knowledge", "keyword"), Name("Attitudes", "keyword"), Name("RKI", "keyword")))
+
+    def picked(question: str) -> list[int]:
+        units = mention_units(question, [survey])
+        scores = mentions_score(question, [survey], specificity={unit: 1.0 for unit in units})
+        return [m.document_id for m in mentions_pick(scores)]
+
+    assert picked("Do patterns of knowledge and attitudes exist among unvaccinated seniors?") == []
+    assert picked("What does the RKI measure in the survey?") == [7]

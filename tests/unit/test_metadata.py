@@ -82,3 +82,13 @@ def test_metadata_round_trips_through_json_shapes_and_labels_itself() -> None:
 def test_dates_are_read_in_the_ways_they_are_written() -> None:
     text = "dated 5th day of December, 2007, or December 5, 2007, 12/05/2007, 2007-12-05 and 31 June 2007"
     assert dates_in(text) == ["2007-12-05"] * 4
+
+
+def test_a_between_in_a_paragraph_that_is_no_contract_names_no_parties() -> None:
+    abstract = ("Objective: To assess the association between health-related Quality of Life Questionnaire scores "
+                "and Survival in Lung Cancer Patients and the Nottingham Health Profile.\n"
+                "Methods: We studied 120 patients.")
+    assert metadata_extract(pages=[abstract], file_name="12846929.pdf").parties == ()
+    letter = "This letter agreement is entered into between Harbor Point LLC and Quillon Biotech GmbH as follows."
+    assert metadata_extract(pages=[letter], file_name="letter.pdf").parties == ("Harbor Point LLC",
+                                                                                 "Quillon Biotech GmbH")
