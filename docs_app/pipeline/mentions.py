@@ -63,6 +63,12 @@ _POSTMODIFIERS = frozenset({"for", "on", "regarding", "concerning", "relating", 
 _QUESTION_WORDS = frozenset({"what", "how", "when", "where", "which", "who", "whom", "whose", "why", "is", "are",
                              "does", "do", "did", "can", "could", "may", "might", "shall", "will", "would", "should",
                              "must", "has", "have", "had", "was", "were", "be", "been", "being", "there"})
+# Verbs by which a question asks what a document says: where a phrase describing the document ends when no
+# punctuation marks it ("Does the Joint Venture Agreement for Astaxanthin Production include an exclusivity
+# clause?"). Folded forms (mentions.fold): "includes" -> "include".
+_ASKING_VERBS = frozenset({"include", "contain", "provide", "require", "allow", "permit", "grant", "specify",
+                           "state", "say", "mention", "cover", "prohibit", "restrict", "limit", "set", "define",
+                           "impose", "oblige", "obligate", "list", "describe", "address", "establish", "give"})
 _BOUNDARY = re.compile(r"[,;:?!()\u2013\u2014]|\s-\s")
 _POSSESSIVE = re.compile(r"['\u2019]s\b|['\u2019]", re.IGNORECASE)
 
@@ -245,8 +251,8 @@ def _gap(question: str, a: Word, b: Word) -> str:
 
 
 def _drop_postmodifiers(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str]) -> None:
-    """A phrase after a document's name that describes it goes with the name, up to punctuation or a question
-    word: it starts with a preposition and holds a describing word."""
+    """A phrase after a document's name that describes it goes with the name, up to punctuation, a question word
+    or a verb that asks about the document's content: it starts with a preposition and holds a describing word."""
     for position in sorted(drop):
         start = position + 1
         while start < len(words) and start not in drop and words[start].token in CORPORATE_SUFFIXES \
@@ -257,6 +263,7 @@ def _drop_postmodifiers(question: str, words: Sequence[Word], drop: set[int], de
             continue
         end = start
         while end < len(words) and words[end].token not in _QUESTION_WORDS and end not in drop \
+                and words[end].token not in _ASKING_VERBS \
                 and not _BOUNDARY.search(_gap(question, words[end - 1], words[end])):
             end += 1
         if any(words[p].token in describing for p in range(start, end)):
