@@ -15,6 +15,7 @@ caller re-checks every passage against the database before anyone sees it).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -206,16 +207,16 @@ class _ChunkOwners:
         self.owner = np.zeros(0, dtype=np.int32)
         self.max_id = 0
         self.database = ""
+        self._lock = threading.Lock()  # web processes serve requests on threads
 
     def current(self) -> npt.NDArray[np.int32]:
-        with connection.cursor() as cursor:
+        with self._lock, connection.cursor() as cursor:
             cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = 'docs_app_chunk'")
             row = cursor.fetchone()
             high_water = int(row[0]) if row else 0
             database = str(connection.settings_dict["NAME"])
             if database != self.database or high_water < self.max_id:
-                self.__init__()  # type: ignore[misc]
-                self.database = database
+                self.owner, self.max_id, self.database = np.zeros(0, dtype=np.int32), 0, database
             if high_water > self.max_id:
                 cursor.execute("SELECT id, document_id FROM docs_app_chunk WHERE id > %s", [self.max_id])
                 rows = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 2)

@@ -62,3 +62,27 @@ def test_every_index_and_guard_trigger_survives_the_migrations() -> None:
     expected = {f"docs_app_chunk_fts_{event}" for event in ("ai", "ad", "au")}
     expected |= {f"docs_app_document_names_{event}" for event in ("ai", "ad", "au")}
     assert expected | {"audit_no_update", "audit_no_delete", "audit_no_replace"} <= triggers
+
+
+def test_scope_counts_of_words_and_phrases_follow_the_documents_as_they_come_and_go() -> None:
+    """The counts document-aware ranking uses (selectors.keywords.occurrences on SQLite, one statement on
+    PostgreSQL): passages and documents of the scope holding a word or phrase, READY documents only."""
+    from docs_app.selectors.retrieval import ScopeIndex
+
+    a, b = Collection.objects.create(name="A"), Collection.objects.create(name="B")
+    first, _elsewhere = _document(a, "first"), _document(b, "elsewhere")
+    _document(a, "pending", status=DocumentStatus.EMBEDDING)
+    scope = ScopeIndex(collection_ids=[a.pk], document_ids=None)
+    assert scope.document_frequency({("royalties",), ("governing", "law"), ("law", "governing"), ("absent",)}) == {
+        ("royalties",): 1, ("governing", "law"): 1, ("law", "governing"): 0, ("absent",): 0}
+    assert scope.term_shares(["royalties", "delaware"], document_ids=None) == {"royalties": 0.5, "delaware": 0.25}
+
+    second = _document(a, "second")  # written after the counts above were read
+    wider = ScopeIndex(collection_ids=[a.pk, b.pk], document_ids=None)
+    assert wider.document_frequency({("royalties",)}) == {("royalties",): 3}
+    assert ScopeIndex(collection_ids=[a.pk], document_ids=[second.pk]).term_shares(
+        ["convenience"], document_ids=None) == {"convenience": 0.25}
+
+    first.delete()
+    assert ScopeIndex(collection_ids=[a.pk], document_ids=None).document_frequency({("royalties",)}) == {
+        ("royalties",): 1}
