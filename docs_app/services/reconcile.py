@@ -44,6 +44,7 @@ from docs_app.services.index import IndexReport, index_check
 from docs_app.services.ingest import run_is_stale
 from docs_app.services.liveness import run_dead_here, run_identity
 from docs_app.services.streams import answer_lease_live, redis_client
+from docs_app.storage import spool_sweep
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class ReconcileReport:
 def reconcile(*, check_index: bool = False) -> ReconcileReport:
     """One pass. With Redis unreachable nothing can be queued: the pass is skipped (and says so)."""
     report = ReconcileReport()
+    # Host-local, so outside the lock: copies of originals that killed processes of this host left in its spool.
+    swept = spool_sweep()
+    if swept:
+        log.info("reconciler: removed %s temporary copies left by processes that are gone", swept)
     token = run_identity()
     try:
         _lock_free_if_stale(token)
