@@ -1,6 +1,6 @@
 """Real services on free loopback ports for the test suite (tests/conftest.py) and the benchmarks (bench/): a
-Redis server, a Chroma server, an S3-compatible server and Celery workers, each logging to a file and stopped with its process group.
-Never used by the running app (`make run` starts its services with honcho, see Procfile).
+Redis server, a Chroma server, an S3-compatible server and Celery workers, each logging to a file and stopped with
+its process group. Never used by the running app (`make run` starts its services with honcho, see Procfile).
 
 Nothing outlives the run that started it. Each service runs in its own process group (a Ctrl-C meant for the
 benchmark must not kill a worker half-way through a write) beside a tiny reaper: a shell that waits for the end

@@ -23,7 +23,15 @@ from docs_app.services.actor import SYSTEM
 from docs_app.services.documents import document_delete
 from docs_app.services.sandboxing import pdf_sandbox
 from docs_app.settings import files_storage
-from docs_app.storage import StoreError, spool_sweep, stored_file_delete, stored_file_local, stored_file_save
+from docs_app.storage import (
+    StoreError,
+    spool_sweep,
+    stored_file_delete,
+    stored_file_local,
+    stored_file_open,
+    stored_file_save,
+    stored_files_empty,
+)
 from tests.conftest import LOG_DIR, wait_for_worker, worker_env
 from tests.data import SPONSORSHIP, cuad
 from tests.harness import logged_in, upload, wait_ready
@@ -159,8 +167,16 @@ def test_an_ingest_worker_reaches_originals_only_through_an_s3_store(
 
 def test_a_private_copy_of_an_s3_original_lives_only_as_long_as_the_block(s3_store: str) -> None:
     name = "0123456789abcdef0123456789abcdef.pdf"
+    assert stored_files_empty()  # what restore asks of the store before it fills it
     with cuad(SPONSORSHIP).open("rb") as original:
         stored_file_save(name, original)
+    assert not stored_files_empty()
+    with pytest.raises(FileExistsError), cuad(SPONSORSHIP).open("rb") as original:
+        stored_file_save(name, original)  # an original is never replaced
+    opened = stored_file_open(name)  # what backup copies from
+    assert opened is not None
+    with opened:
+        assert opened.read() == cuad(SPONSORSHIP).read_bytes()
     spool = Path(settings.SPOOL_DIR)
     with stored_file_local(name) as path:
         assert path is not None and path.parent == spool
@@ -181,7 +197,7 @@ def test_a_private_copy_of_an_s3_original_lives_only_as_long_as_the_block(s3_sto
     assert spool_sweep() == 1
     assert not left.exists() and live.exists()
     stored_file_delete(name)
-    assert _bucket_keys(s3_store) == []
+    assert _bucket_keys(s3_store) == [] and stored_files_empty()
 
 
 def test_erasure_that_the_store_refuses_changes_nothing(services: None, monkeypatch: pytest.MonkeyPatch) -> None:
