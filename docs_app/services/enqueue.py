@@ -21,6 +21,7 @@ not doubled on every pass.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -59,9 +60,19 @@ def task_send(name: str, *args: int) -> bool:
     if queue_unreachable():
         return False
     try:
-        app.send_task(name, args=list(args))
+        # On the ledger before the message exists: a worker strikes the id off when it receives the message, and
+        # an idle worker on another host receives it within milliseconds; entered after the send, the id could
+        # land after its strike and stay on the ledger for good, and the reconciler would then take a lost run's
+        # document for one still waiting in the queue (seen in tests/integration/test_topology.py).
         if name in LEDGERS:
             redis_client().sadd(LEDGERS[name], args[0])
+        try:
+            app.send_task(name, args=list(args))
+        except QUEUE_ERRORS:
+            if name in LEDGERS:
+                with contextlib.suppress(*QUEUE_ERRORS):
+                    redis_client().srem(LEDGERS[name], args[0])
+            raise
     except QUEUE_ERRORS as exc:
         with _lock:
             _down_until = time.monotonic() + SKIP_AFTER_FAILURE_S

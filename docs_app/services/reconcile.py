@@ -137,12 +137,18 @@ def documents_reconcile(report: ReconcileReport) -> None:
     open_ids: set[int] = set()
     for pk, status, updated_at, owner, heartbeat_at in unfinished:
         open_ids.add(pk)
-        if pk in waiting:
+        # A claim proves a worker took the message, whatever the ledger says: such a document is judged by its
+        # run alone (queuing one twice costs nothing, services.ingest claims it once).
+        if pk in waiting and not owner:
             continue
         if status == DocumentStatus.QUEUED and not owner:
             if updated_at < grace_before:
                 due.append(pk)
         elif run_is_stale(owner=owner, heartbeat_at=heartbeat_at, now=now):
+            if owner:
+                # Let go of the dead run's claim (only if it is still that run's): the message queued now is then
+                # what the ledger answers for, and later passes do not queue the document again meanwhile.
+                Document.objects.filter(pk=pk, run_owner=owner).update(run_owner="")
             due.append(pk)
     ledger_strike(DOCUMENT_INGEST, *(waiting - open_ids))  # finished or erased meanwhile
     for pk in due:
