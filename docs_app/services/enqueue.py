@@ -21,7 +21,6 @@ not doubled on every pass.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -60,19 +59,12 @@ def task_send(name: str, *args: int) -> bool:
     if queue_unreachable():
         return False
     try:
-        # On the ledger before the message exists: a worker strikes the id off when it receives the message, and
-        # an idle worker on another host receives it within milliseconds; entered after the send, the id could
-        # land after its strike and stay on the ledger for good, and the reconciler would then take a lost run's
-        # document for one still waiting in the queue (seen in tests/integration/test_topology.py).
+        app.send_task(name, args=list(args))
+        # After the send, so a failed send leaves no entry. A worker on another host may receive the message and
+        # strike the id off before this line runs, leaving the entry behind; the reconciler therefore trusts the
+        # ledger only for documents no run has claimed (services.reconcile.documents_reconcile).
         if name in LEDGERS:
             redis_client().sadd(LEDGERS[name], args[0])
-        try:
-            app.send_task(name, args=list(args))
-        except QUEUE_ERRORS:
-            if name in LEDGERS:
-                with contextlib.suppress(*QUEUE_ERRORS):
-                    redis_client().srem(LEDGERS[name], args[0])
-            raise
     except QUEUE_ERRORS as exc:
         with _lock:
             _down_until = time.monotonic() + SKIP_AFTER_FAILURE_S
