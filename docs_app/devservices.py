@@ -1,6 +1,6 @@
 """Real services on free loopback ports for the test suite (tests/conftest.py) and the benchmarks (bench/): a
-Redis server, a Chroma server and Celery workers, each logging to a file and stopped with its process group.
-Never used by the running app (`make run` starts its services with honcho, see Procfile).
+Redis server, a Chroma server, an S3-compatible server and Celery workers, each logging to a file and stopped with
+its process group. Never used by the running app (`make run` starts its services with honcho, see Procfile).
 
 Nothing outlives the run that started it. Each service runs in its own process group (a Ctrl-C meant for the
 benchmark must not kill a worker half-way through a write) beside a tiny reaper: a shell that waits for the end
@@ -136,6 +136,12 @@ class Services:
     def chroma(self, *, port: int, path: Path) -> subprocess.Popen[bytes]:
         return self.start("chroma", [venv_bin("chroma"), "run", "--host", "127.0.0.1", "--port", str(port),
                                      "--path", str(path)], port=port)
+
+    def s3(self, *, port: int) -> subprocess.Popen[bytes]:
+        """An S3-compatible server (moto's, a test dependency) on loopback, holding its buckets in memory: what
+        the tests run the object-store path against, in place of the office's MinIO."""
+        return self.start("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                          port=port)
 
     def worker(self, name: str, *, queues: str = "ingest,answer", concurrency: int = 2, loglevel: str = "INFO",
                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -67,6 +67,10 @@ MEDIA_ROOT = Path(env_str("DOCS_FILES_DIR", str(DATA_DIR / "files"))).resolve()
 # Page renders (web hosts). With several web hosts, put it on the shared mount too: erasing a document deletes its
 # renders from this one directory, so a render kept on another host's own disk would survive the erasure.
 PAGE_CACHE_DIR = Path(env_str("DOCS_PAGE_CACHE_DIR", str(DATA_DIR / "page-cache"))).resolve()
+# Private temporary copies on this host: an upload before it is kept, and, when the store has no local paths (an
+# object store), the original a sandboxed child reads (docs_app.storage). Inside DATA_DIR, so the children's sandbox
+# hides all but the one file each is given.
+SPOOL_DIR = DATA_DIR / "spool"
 
 # The audit chain's HMAC key and the file its head is anchored in live outside the data directory and the
 # database (docs_app.keyfile): a copy of either is not enough to rewrite the log unnoticed.
@@ -384,8 +388,54 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+
+
+def files_storage(kind: str) -> dict[str, object]:
+    """Where the stored originals live: `local` (MEDIA_ROOT: a local disk, or a shared mount for several hosts) or
+    `s3`, an S3-compatible object store (MinIO, Ceph, AWS) through django-storages. Credentials come from the
+    environment (DOCS_S3_ACCESS_KEY_ID / DOCS_S3_SECRET_ACCESS_KEY, else boto3's own chain), never from a file here."""
+    if kind == "local":
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    if kind != "s3":
+        raise ImproperlyConfigured(f"DOCS_STORAGE must be 'local' or 's3', got {kind!r}")
+    bucket = env_str("DOCS_S3_BUCKET", "")
+    if not bucket:
+        raise ImproperlyConfigured("DOCS_STORAGE=s3 needs DOCS_S3_BUCKET")
+    # boto3 otherwise asks the cloud's instance metadata address for credentials and region when none are given:
+    # a connection off the premises. An operator on a cloud host with an instance role may turn it back on.
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    from botocore.config import Config
+
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": bucket,
+        "endpoint_url": env_str("DOCS_S3_ENDPOINT_URL", "") or None,
+        "region_name": env_str("DOCS_S3_REGION", "us-east-1"),
+        "access_key": env_str("DOCS_S3_ACCESS_KEY_ID", "") or None,
+        "secret_key": env_str("DOCS_S3_SECRET_ACCESS_KEY", "") or None,
+        "location": env_str("DOCS_S3_PREFIX", ""),
+        "verify": env_str("DOCS_S3_CA_BUNDLE", "") or None,
+        # Never replace an object: names are generated, and a restore must not overwrite an original.
+        "file_overwrite": False,
+        # Objects stay private to the bucket's owner; the app never hands out URLs to them (the viewer streams).
+        "default_acl": None,
+        "querystring_auth": True,
+        # A file read through django-storages' own file object is spooled whole; past this it goes to disk, not
+        # memory (docs_app.storage streams with boto3 directly where it can).
+        "max_memory_size": 4 * 1024 * 1024,
+        # Path-style addressing: an office's MinIO answers on one host name, not a name per bucket. Timeouts short
+        # enough that an unreachable store fails a request instead of hanging a web worker.
+        "client_config": Config(
+            s3={"addressing_style": env_str("DOCS_S3_ADDRESSING_STYLE", "path")}, signature_version="s3v4",
+            connect_timeout=env_int("DOCS_S3_CONNECT_TIMEOUT_S", 5), read_timeout=env_int("DOCS_S3_READ_TIMEOUT_S", 60),
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    }}
+
+
+# `local` or `s3` (see files_storage); docs_app.storage is the one module that reads and writes the originals.
+FILES_STORAGE = env_str("DOCS_STORAGE", "local")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": files_storage(FILES_STORAGE),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 LANGUAGE_CODE = "en-us"

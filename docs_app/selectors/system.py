@@ -13,12 +13,14 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.db.models import Sum
 
 from docs_app.models import Document
 from docs_app.pipeline.pdf_ocr import OcrUnavailable
 from docs_app.selectors.library import documents_count_by_status, pages_to_review
 from docs_app.services.model_status import EMBEDDER_STATUS_KEY, MODEL_STATUS_KEY
 from docs_app.services.ocr import ocr_options
+from docs_app.storage import store_description
 from workers.celery import app
 
 QUEUES = ("ingest", "answer")
@@ -40,6 +42,7 @@ class SystemStatus:
     disk_used: int = 0
     disk_free: int = 0
     media_bytes: int = 0
+    store: str = ""
     page_cache_bytes: int = 0
     # What this machine's settings and files allow (ingest workers on other hosts check their own at each page).
     ocr_languages: str = ""
@@ -60,7 +63,10 @@ def system_status_get() -> SystemStatus:
     data_dir = Path(settings.DATA_DIR)
     if data_dir.exists():
         status.disk_total, status.disk_used, status.disk_free = shutil.disk_usage(data_dir)
-    status.media_bytes = _tree_size(Path(settings.MEDIA_ROOT))
+    # Counted from the rows, not by walking the store: an object store has no directory to walk, and listing a
+    # bucket of a million objects on every visit would be slow.
+    status.media_bytes = Document.objects.aggregate(total=Sum("size_bytes"))["total"] or 0
+    status.store = store_description()
     status.page_cache_bytes = _tree_size(Path(settings.PAGE_CACHE_DIR))
     try:
         options = ocr_options()

@@ -37,7 +37,7 @@ from django.db import connection, transaction
 from docs_app.models import AuditEvent, Chunk, Document
 from docs_app.services.audit import Action, audit_key, audit_record, audit_verify
 from docs_app.services.index import index_rebuild
-from docs_app.storage import stored_file_open, stored_file_save, stored_files_empty
+from docs_app.storage import store_description, stored_file_open, stored_file_save, stored_files_empty
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -269,7 +269,7 @@ def _require_empty_instance() -> None:
         if Document.objects.exists() or AuditEvent.objects.exists() or User.objects.exists():
             raise BackupError("this instance already holds data: restore only fills an empty one")
     if not stored_files_empty():
-        raise BackupError(f"the file store ({settings.MEDIA_ROOT}) is not empty")
+        raise BackupError(f"the file store ({store_description()}) is not empty")
 
 
 def _restore_file(path: Path, *, name: str, sha256: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,14 @@ from docs_app.services.enqueue import (
 )
 from docs_app.services.streams import streams_delete
 from docs_app.storage import (
-    document_file_path,
-    document_files_erase,
+    StoreError,
     incoming_file,
     incoming_keep,
-    page_cache_dir,
+    page_renders_erase,
+    stored_file_delete,
 )
+
+log = logging.getLogger(__name__)
 
 _COPY_BLOCK = 1024 * 1024
 ERASED_NAME = "(erased)"
@@ -57,8 +60,8 @@ def _title_from_name(name: str) -> str:
 
 
 def _spool(source: IO[bytes], *, max_bytes: int) -> tuple[Path, str, int]:
-    """Copy the upload into a private temp file next to the store, hashing as it goes; stop at the size cap
-    instead of filling the disk."""
+    """Copy the upload into a private temp file (docs_app.storage.incoming_file), hashing as it goes; stop at the
+    size cap instead of filling the disk."""
     digest = hashlib.sha256()
     size = 0
     fd, tmp_path = incoming_file()
@@ -105,7 +108,10 @@ def document_upload(
         tmp_path.unlink(missing_ok=True)
         return _duplicate(display_name, existing)
 
-    stored_name, final_path = incoming_keep(tmp_path)
+    try:
+        stored_name = incoming_keep(tmp_path)
+    except StoreError as exc:
+        return upload_rejected(name=display_name, reason=exc.reason, collection=collection, actor=actor)
     try:
         with transaction.atomic():
             document = Document.objects.create(
@@ -126,14 +132,23 @@ def document_upload(
             document_ingest_enqueue(document_id=document.pk)
     except IntegrityError:
         # The same bytes raced in through another request; that one won.
-        final_path.unlink(missing_ok=True)
+        _stored_copy_drop(stored_name)
         winner = Document.objects.get(collection=collection, sha256=sha256)
         return _duplicate(display_name, winner)
     except BaseException:
-        final_path.unlink(missing_ok=True)
+        _stored_copy_drop(stored_name)
         raise
     return UploadOutcome(display_name, "queued", document_id=document.pk,
                          note=QUEUE_WAIT_NOTE if queue_unreachable() else "")
+
+
+def _stored_copy_drop(stored_name: str) -> None:
+    """Delete a copy kept for an upload that then did not become a document; a store that fails here must not hide
+    the error that got us here, so it is logged (the copy is an orphan no row points to)."""
+    try:
+        stored_file_delete(stored_name)
+    except StoreError as exc:
+        log.error("could not delete the orphaned stored file %s: %s", stored_name, exc.reason)
 
 
 def _duplicate(name: str, existing: Document) -> UploadOutcome:
@@ -166,10 +181,14 @@ def document_delete(*, document: Document, actor: Actor) -> None:
     through the ingest queue (the web process opens no vector store; search re-checks every hit against the
     DB, so a vector awaiting purge can never surface). Answers that drew on it lose their text, and their
     Redis streams go; a worker then compacts what keeps deleted bytes on disk (the keyword index, the SQLite
-    WAL, Redis's append-only file). The audit log keeps a receipt, not the content."""
-    file_path = document_file_path(document)
-    cache_dir = page_cache_dir(document)
+    WAL, Redis's append-only file). The audit log keeps a receipt, not the content.
+
+    The original goes first, through the store: if the store cannot delete it (unreachable, refused) StoreError
+    is raised and nothing else has changed, so the person is told and can try again. Rows first would risk a
+    receipt for an erasure whose file stayed in the store with no row left to find it by. If the database then
+    fails, the document is still listed, without its file, and deleting it again finishes the job."""
     document_id = document.pk
+    stored_file_delete(document.stored_name)
     with transaction.atomic():
         # The receipt the README promises: id, SHA-256 of the original, who, when. Never the title or file name.
         receipt = {"sha256": document.sha256, "size_bytes": document.size_bytes, "page_count": document.page_count}
@@ -186,4 +205,4 @@ def document_delete(*, document: Document, actor: Actor) -> None:
         # The keyword index keeps erased terms until it is merged (see services.index.keyword_index_compact), and
         # Redis's append-only file keeps the deleted streams until it is rewritten.
         erasure_compact_enqueue()
-    document_files_erase(file_path=file_path, cache_dir=cache_dir)
+    page_renders_erase(document_id=document_id)

@@ -60,6 +60,9 @@ def task_send(name: str, *args: int) -> bool:
         return False
     try:
         app.send_task(name, args=list(args))
+        # After the send, so a failed send leaves no entry. A worker on another host may receive the message and
+        # strike the id off before this line runs, leaving the entry behind; the reconciler therefore trusts the
+        # ledger only for documents no run has claimed (services.reconcile.documents_reconcile).
         if name in LEDGERS:
             redis_client().sadd(LEDGERS[name], args[0])
     except QUEUE_ERRORS as exc:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -36,7 +37,7 @@ from docs_app.services.index import ChunkPlace, vectors_upsert
 from docs_app.services.liveness import Beat, run_dead_here, run_identity
 from docs_app.services.ocr import PageReading, no_text_reason, pages_ocr
 from docs_app.services.sandboxing import pdf_sandbox
-from docs_app.storage import document_file_path
+from docs_app.storage import stored_file_local
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,12 @@ def document_ingest(*, document_id: int) -> None:
                           owner=run.owner)
             return
         try:
-            prepared, readings, work = _extract_and_chunk(run)
+            # The original on this host's disk only while the sandboxed children read it (a copy from an object
+            # store is removed at the end of the block); chunking and embedding need the text alone.
+            with stored_file_local(run.document.stored_name) as path:
+                if path is None:
+                    raise ExtractionError("the stored file is missing")
+                prepared, readings, work = _extract_and_chunk(run, path)
         except ExtractionError as exc:
             document_fail(document_id=document_id, reason=exc.reason, owner=run.owner)
             return
@@ -176,10 +182,7 @@ def _heartbeat(claimed: _Run) -> Iterator[_Run]:
         claimed.mine().update(run_owner="")
 
 
-def _extract_and_chunk(run: _Run) -> tuple[PreparedDocument, list[PageReading], _Work]:
-    path = document_file_path(run.document)
-    if not path.exists():
-        raise ExtractionError("the stored file is missing")
+def _extract_and_chunk(run: _Run, path: Path) -> tuple[PreparedDocument, list[PageReading], _Work]:
     pdf_validate(path, max_bytes=settings.UPLOAD_MAX_FILE_MB * 1024 * 1024)
     progress = _Progress(run)
     work = _Work(pages=0)

@@ -24,7 +24,7 @@ from docs_app.models import Chunk, Document, Page, PageSource
 from docs_app.pipeline.ocr import passage_boxes
 from docs_app.pipeline.sandbox import child_command
 from docs_app.services.sandboxing import pdf_sandbox
-from docs_app.storage import document_file_path, page_cache_dir
+from docs_app.storage import page_cache_dir, stored_file_local
 
 PAGE_WIDTH_PX = 1100  # fills the viewer column on a laptop screen, sharp enough to read small print
 PAGE_MAX_SIDE_PX = 2400
@@ -76,8 +76,17 @@ def _render_in_child(*, document: Document, page: int, chunk: Chunk | None, out:
         if reading is not None:
             # A scanned page has no text layer to find the passage in: OCR's word boxes say where it is.
             highlight["boxes"] = passage_boxes(reading.ocr_words, chunk.char_start, chunk.char_end)
+    # From an object store this is a copy of the whole original per render, kept no longer than the child runs:
+    # renders are cached, so a page costs it once per host.
+    with stored_file_local(document.stored_name) as path:
+        if path is None:
+            raise PageRenderError("the stored file is missing")
+        _render_child_run(path=path, page=page, out=out, highlight=highlight)
+
+
+def _render_child_run(*, path: Path, page: int, out: Path, highlight: dict[str, object] | None) -> None:
     request = {
-        "path": str(document_file_path(document)),
+        "path": str(path),
         "page": page,
         "out": str(out),
         "width_px": PAGE_WIDTH_PX,
@@ -90,7 +99,7 @@ def _render_in_child(*, document: Document, page: int, chunk: Chunk | None, out:
     # replaces the output file, so the file alone cannot be bound); not the rest of the data directory, the
     # database or the keys.
     command = sandbox.command(child_command("docs_app.pipeline.pdf_render_child"),
-                              readable=[document_file_path(document)], writable=[out.parent])
+                              readable=[path], writable=[out.parent])
     try:
         done = subprocess.run(command, input=json.dumps(request).encode(), capture_output=True,
                               timeout=RENDER_TIMEOUT_S, env=sandbox.env(), check=False, start_new_session=True)

@@ -44,6 +44,7 @@ from docs_app.services.index import IndexReport, index_check
 from docs_app.services.ingest import run_is_stale
 from docs_app.services.liveness import run_dead_here, run_identity
 from docs_app.services.streams import answer_lease_live, redis_client
+from docs_app.storage import spool_sweep
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class ReconcileReport:
 def reconcile(*, check_index: bool = False) -> ReconcileReport:
     """One pass. With Redis unreachable nothing can be queued: the pass is skipped (and says so)."""
     report = ReconcileReport()
+    # Host-local, so outside the lock: copies of originals that killed processes of this host left in its spool.
+    swept = spool_sweep()
+    if swept:
+        log.info("reconciler: removed %s temporary copies left by processes that are gone", swept)
     token = run_identity()
     try:
         _lock_free_if_stale(token)
@@ -132,12 +137,18 @@ def documents_reconcile(report: ReconcileReport) -> None:
     open_ids: set[int] = set()
     for pk, status, updated_at, owner, heartbeat_at in unfinished:
         open_ids.add(pk)
-        if pk in waiting:
+        # A claim proves a worker took the message, whatever the ledger says: such a document is judged by its
+        # run alone (queuing one twice costs nothing, services.ingest claims it once).
+        if pk in waiting and not owner:
             continue
         if status == DocumentStatus.QUEUED and not owner:
             if updated_at < grace_before:
                 due.append(pk)
         elif run_is_stale(owner=owner, heartbeat_at=heartbeat_at, now=now):
+            if owner:
+                # Let go of the dead run's claim (only if it is still that run's): the message queued now is then
+                # what the ledger answers for, and later passes do not queue the document again meanwhile.
+                Document.objects.filter(pk=pk, run_owner=owner).update(run_owner="")
             due.append(pk)
     ledger_strike(DOCUMENT_INGEST, *(waiting - open_ids))  # finished or erased meanwhile
     for pk in due:

@@ -26,6 +26,7 @@ from docs_app.services.access import (
 )
 from docs_app.services.documents import document_delete, document_retry
 from docs_app.services.uploads import upload_batch_create, uploads_accept
+from docs_app.storage import StoreError
 from docs_app.web import int_or_none, ints, request_actor, wants_json
 
 DOCUMENTS_PER_PAGE = 50
@@ -158,6 +159,10 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "GET":
         return render(request, "library/delete_confirm.html", {"document": document})
     collection_id, title = document.collection_id, document.title
-    document_delete(document=document, actor=request_actor(request))
+    try:
+        document_delete(document=document, actor=request_actor(request))
+    except StoreError as exc:
+        messages.error(request, f"“{title}” was not deleted: {exc.reason}. Nothing was removed; try again.")
+        return redirect("collection", pk=collection_id)
     messages.success(request, f"“{title}” was deleted, with its pages, passages and index entries.")
     return redirect("collection", pk=collection_id)

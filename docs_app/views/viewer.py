@@ -14,7 +14,7 @@ from docs_app.selectors.viewer import chunk_of_document, document_review_pages, 
 from docs_app.services.access import Ability, collection_ability, document_get
 from docs_app.services.audit import Action, audit_record
 from docs_app.services.pages import PageRenderError, page_render
-from docs_app.storage import document_file_path
+from docs_app.storage import stored_file_open
 from docs_app.web import int_or_none, request_actor
 
 # Confidential pages: the browser may show them, no cache along the way may keep them.
@@ -80,12 +80,15 @@ def page_image(request: HttpRequest, pk: int, page: int) -> HttpResponseBase:
 def download(request: HttpRequest, pk: int) -> HttpResponseBase:
     # Viewers read in the viewer; taking a copy of the file needs a contributor or manager role.
     document = document_get(request.user, pk, Ability.UPLOAD)
-    path = document_file_path(document)
-    if not path.exists():
+    # Streamed from the store in blocks (an object store's body as it arrives), never read whole into memory.
+    source = stored_file_open(document.stored_name)
+    if source is None:
         raise Http404("The stored file is missing")
     audit_record(action=Action.DOWNLOAD, actor=request_actor(request), target_type="document",
                  target_id=document.pk, collection_id=document.collection_id, document_id=document.pk)
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=document.original_name,
+    response = FileResponse(source, as_attachment=True, filename=document.original_name,
                             content_type="application/pdf")
+    if not response.has_header("Content-Length"):  # a stream that cannot seek; the size was counted at upload
+        response["Content-Length"] = str(document.size_bytes)
     response["Cache-Control"] = _NO_STORE
     return response

@@ -51,7 +51,7 @@ from docs_app.services.grants import (
     wall_set,
 )
 from docs_app.session_idle import LAST_ACTIVITY_KEY
-from docs_app.storage import document_file_path, page_cache_dir
+from docs_app.storage import page_cache_dir
 from tests.data import REPO, WEB_HOSTING, cuad, hostile
 from tests.harness import PASSWORD, logged_in, make_user, new_events, wait_ready, wait_terminal, wait_until
 
@@ -520,7 +520,7 @@ def test_document_lifecycle_writes_one_event_per_action_and_delete_erases_the_te
     assert _actions(downloaded) == [Action.DOWNLOAD]
 
     texts = list(Chunk.objects.filter(document=document).values_list("text", flat=True))
-    file_path, cache_dir = document_file_path(document), page_cache_dir(document)
+    file_path, cache_dir = Path(settings.MEDIA_ROOT) / document.stored_name, page_cache_dir(document)
     assert cache_dir.exists()
     if connection.vendor == "sqlite":
         terms = _index_terms_of(document.pk, avoid=document.original_name + document.title)

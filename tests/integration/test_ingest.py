@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pymupdf
 import pytest
+from django.conf import settings
 
 from docs_app import registry
 from docs_app.models import Chunk, Collection, Document, DocumentStatus
@@ -15,7 +16,6 @@ from docs_app.pipeline.normalize import comparable
 from docs_app.services.actor import SYSTEM
 from docs_app.services.documents import document_delete, document_upload
 from docs_app.services.ingest import document_ingest
-from docs_app.storage import document_file_path
 from tests.data import cuad, cuad_first
 from tests.harness import ingest, upload, wait_ready, wait_until
 
@@ -110,7 +110,7 @@ def test_delete_erases_file_chunks_and_vectors(services: None) -> None:
     collection = Collection.objects.create(name="Matter F")
     document = ingest(collection, cuad_first(1)[0])
     document_id = document.pk
-    path = document_file_path(document)
+    path = Path(settings.MEDIA_ROOT) / document.stored_name
     assert path.exists() and _vector_ids(document_id)
     document_delete(document=document, actor=SYSTEM)
     assert not path.exists()
