@@ -265,9 +265,13 @@ class ScopeIndex:
         """How many passages the scope's (or the given documents') READY documents hold; once per question."""
         key = None if documents is None else tuple(sorted(documents))
         if key not in self._passages:
-            scope = self._scope_documents()
-            in_scope = scope if key is None else sorted(set(key) & set(scope))
-            self._passages[key] = Chunk.objects.filter(document_id__in=in_scope).count() if in_scope else 0
+            chunks = Chunk.objects.filter(document__status=DocumentStatus.READY,
+                                          document__collection_id__in=self.collection_ids)
+            if self.document_ids is not None:
+                chunks = chunks.filter(document_id__in=self.document_ids)
+            if key is not None:
+                chunks = chunks.filter(document_id__in=key)
+            self._passages[key] = chunks.count()
         return self._passages[key]
 
     def _narrowed(self, document_ids: Sequence[int] | None) -> list[int] | None:
@@ -309,14 +313,15 @@ class ScopeIndex:
         queries = [(position, words) for position, words in enumerate(units) if words]
         if not queries or not documents:
             return found
-        id_list = ", ".join(["%s"] * len(documents))
         selects: list[str] = []
         params: list[Any] = []
         for position, words in queries:
+            # The documents as one array parameter: a list of placeholders per unit would pass PostgreSQL's
+            # 65,535 parameters per statement for a reader of a few thousand documents.
             selects.append(f"SELECT {position}, COUNT(*), COUNT(DISTINCT c.document_id) FROM docs_app_chunk c "  # noqa: S608
                            "WHERE to_tsvector('english', c.text) @@ phraseto_tsquery('english', %s) "
-                           f"AND c.document_id IN ({id_list})")
-            params += [" ".join(words), *documents]
+                           "AND c.document_id = ANY(%s)")
+            params += [" ".join(words), list(documents)]
         with connection.cursor() as cursor:
             cursor.execute(" UNION ALL ".join(selects), params)
             for position, passages, distinct in cursor.fetchall():
