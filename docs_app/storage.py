@@ -24,8 +24,9 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 
 from docs_app.models import Document
+from docs_app.pipeline.processes import process_alive
 
-_COPY_BLOCK = 1024 * 1024
+COPY_BLOCK = 1024 * 1024  # streamed copies of originals move this much at a time
 # Names of spooled copies carry the process id, so a sweep can tell a live process's copy from one a killed
 # process left behind (spool_sweep).
 _SPOOL_PREFIX = ".spool-"
@@ -41,7 +42,11 @@ class StoreError(Exception):
 
 def page_cache_dir(document: Document) -> Path:
     """This host's renders of a document: a cache, on each host's own disk unless PAGE_CACHE_DIR is shared."""
-    return Path(settings.PAGE_CACHE_DIR) / str(document.pk)
+    return _renders_dir(document.pk)
+
+
+def _renders_dir(document_id: int) -> Path:
+    return Path(settings.PAGE_CACHE_DIR) / str(document_id)
 
 
 def _local_root() -> Path | None:
@@ -88,20 +93,10 @@ def spool_sweep() -> int:
     spool = Path(settings.SPOOL_DIR)
     for path in spool.glob(f"{_SPOOL_PREFIX}*") if spool.is_dir() else ():
         pid = path.name.removeprefix(_SPOOL_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- Uploads: spooled, checked, then kept under a generated name ------------------------------------------------
@@ -169,7 +164,7 @@ def stored_file_local(stored_name: str) -> Iterator[Path | None]:
     fd, copy = _spool_file("original")
     try:
         with source, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, _COPY_BLOCK)
+            shutil.copyfileobj(source, out, COPY_BLOCK)
         yield copy
     finally:
         copy.unlink(missing_ok=True)
@@ -200,7 +195,7 @@ def stored_file_delete(stored_name: str) -> None:
 def page_renders_erase(*, document_id: int) -> None:
     """This host's renders of a document. Another host's own cache keeps its renders until it is cleared: put
     PAGE_CACHE_DIR on a shared mount when several web hosts must forget an erased document's pages at once."""
-    shutil.rmtree(Path(settings.PAGE_CACHE_DIR) / str(document_id), ignore_errors=True)
+    shutil.rmtree(_renders_dir(document_id), ignore_errors=True)
 
 
 def stored_files_empty() -> bool:

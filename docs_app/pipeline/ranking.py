@@ -80,11 +80,6 @@ def fts5_query(terms: Iterable[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-def fts5_phrase(words: Sequence[str]) -> str:
-    """An FTS5 MATCH expression for the words as one phrase, quoted like fts5_query."""
-    return '"' + " ".join(words).replace('"', '""') + '"'
-
-
 def rrf_fuse(rankings: Iterable[tuple[float, Sequence[int]]], *, k: int) -> dict[int, float]:
     """Reciprocal-rank fusion: each ranked list adds weight / (k + rank) to its items (rank from 1)."""
     scores: dict[int, float] = defaultdict(float)

@@ -189,9 +189,7 @@ class ScopeIndex:
         # with its stored vectors: Chroma's filtered search cost 65-150 ms at 100k chunks and ~290 ms at 1M
         # (bench/scale.py), while stored vectors are read and compared at ~4 µs each, exactly.
         if self._passage_count(documents) <= settings.DENSE_EXACT_MAX_PASSAGES:
-            scope = self._scope_documents()
-            narrowed = scope if documents is None else sorted(set(documents) & set(scope))
-            return self._dense_exact(vector, limit=limit, documents=narrowed)
+            return self._dense_exact(vector, limit=limit, documents=self._ready_in_scope(documents))
         hits = registry.vector_store().query(
             embedding=vector, k=limit, collection_ids=self.collection_ids, document_ids=documents,
             readable_share=readable_share(self.collection_ids) if documents is None else None)
@@ -231,19 +229,18 @@ class ScopeIndex:
         if not terms:
             return []
         documents = self._narrowed(document_ids)
-        where, params = self._scope_sql(documents)
-        if connection.vendor == "postgresql":
-            # Terms are reduced to \w+ runs, so joined with '|' they are a well-formed tsquery (OR) whatever the
-            # user typed. Only fixed fragments and %s placeholders are joined into the SQL.
-            sql = ("SELECT c.id FROM docs_app_chunk c JOIN docs_app_document d ON d.id = c.document_id, "  # noqa: S608
-                   "to_tsquery('english', %s) q WHERE to_tsvector('english', c.text) @@ q AND " + where
-                   + " ORDER BY ts_rank_cd(to_tsvector('english', c.text), q) DESC, c.id LIMIT %s")
-            params = [" | ".join(_tsquery_words(terms)), *params, limit]
-        else:
+        if connection.vendor != "postgresql":
             # FTS5 ranks only the scope's passages, inside the index (selectors.keywords).
             rows = fts5_rows(list(terms), collection_ids=self.collection_ids, limit=limit,
                              document_ids=documents)
             return [chunk_id for chunk_id, _document_id in rows]
+        where, params = self._scope_sql(documents)
+        # Terms are reduced to \w+ runs, so joined with '|' they are a well-formed tsquery (OR) whatever the user
+        # typed. Only fixed fragments and %s placeholders are joined into the SQL.
+        sql = ("SELECT c.id FROM docs_app_chunk c JOIN docs_app_document d ON d.id = c.document_id, "  # noqa: S608
+               "to_tsquery('english', %s) q WHERE to_tsvector('english', c.text) @@ q AND " + where
+               + " ORDER BY ts_rank_cd(to_tsvector('english', c.text), q) DESC, c.id LIMIT %s")
+        params = [" | ".join(_tsquery_words(terms)), *params, limit]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [int(row[0]) for row in cursor.fetchall()]
@@ -260,6 +257,11 @@ class ScopeIndex:
         if not chunk_ids:
             return {}
         return dict(Chunk.objects.filter(id__in=list(chunk_ids)).values_list("id", "document_id"))
+
+    def _ready_in_scope(self, documents: Sequence[int] | None) -> list[int]:
+        """The scope's READY documents among `documents` (None: all of them)."""
+        scope = self._scope_documents()
+        return scope if documents is None else sorted(set(documents) & set(scope))
 
     def _passage_count(self, documents: Sequence[int] | None) -> int:
         """How many passages the scope's (or the given documents') READY documents hold; once per question."""
@@ -297,8 +299,7 @@ class ScopeIndex:
         key = None if documents is None else tuple(sorted(documents))
         missing = list(dict.fromkeys(unit for unit in units if (unit, key) not in self._occurrences))
         if missing:
-            scope = self._scope_documents()
-            in_scope = scope if key is None else sorted(set(key) & set(scope))
+            in_scope = self._ready_in_scope(key)
             words = [_tsquery_words(unit) for unit in missing]
             if connection.vendor == "postgresql":
                 counted = self._pg_occurrences(words, in_scope)

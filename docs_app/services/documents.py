@@ -26,6 +26,7 @@ from docs_app.services.enqueue import (
 )
 from docs_app.services.streams import streams_delete
 from docs_app.storage import (
+    COPY_BLOCK,
     StoreError,
     incoming_file,
     incoming_keep,
@@ -35,7 +36,6 @@ from docs_app.storage import (
 
 log = logging.getLogger(__name__)
 
-_COPY_BLOCK = 1024 * 1024
 ERASED_NAME = "(erased)"
 
 
@@ -67,7 +67,7 @@ def _spool(source: IO[bytes], *, max_bytes: int) -> tuple[Path, str, int]:
     fd, tmp_path = incoming_file()
     try:
         with os.fdopen(fd, "wb") as out:
-            while block := source.read(_COPY_BLOCK):
+            while block := source.read(COPY_BLOCK):
                 size += len(block)
                 if size > max_bytes:
                     raise ExtractionError(

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from docs_app.pipeline.processes import process_alive
+
 
 def run_identity() -> str:
     return f"{settings.HOST_ID}:{os.getpid()}:{uuid.uuid4().hex}"
@@ -30,13 +32,7 @@ def run_dead_here(identity: str) -> bool:
     pid = run_pid(identity)
     if pid is None or identity.split(":", 1)[0] != settings.HOST_ID:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not process_alive(pid)
 
 
 class Beat(threading.Thread):

@@ -21,6 +21,7 @@ from docs_app import registry
 from docs_app.adapters import llm_runtime
 from docs_app.adapters.embeddings import WORKER_PROCESSES_ENV
 from docs_app.adapters.llm import model_path_from_settings, runtime_prove_from_settings
+from docs_app.pipeline.processes import process_alive
 from docs_app.services.streams import redis_client
 
 if TYPE_CHECKING:
@@ -98,17 +99,7 @@ def embedder_prepare() -> None:
     # Entries of this host's processes that are gone (a restart gives new pids) leave the page.
     for name in client.hkeys(EMBEDDER_STATUS_KEY):
         owner, _, pid = str(name).rpartition(":")
-        if owner == host and pid.isdigit() and not _process_alive(int(pid)):
+        if owner == host and pid.isdigit() and not process_alive(int(pid)):
             client.hdel(EMBEDDER_STATUS_KEY, name)
     client.hset(EMBEDDER_STATUS_KEY, f"{host}:{os.getpid()}", json.dumps(fields))
     client.expire(EMBEDDER_STATUS_KEY, MODEL_STATUS_TTL_S)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -8,9 +8,10 @@ import sqlite3
 import pytest
 
 from docs_app.models import Answer, AnswerStatus
-from docs_app.pipeline.ranking import fts5_phrase, keyword_terms
 from docs_app.pipeline.ranking import fts5_query as fts5_terms_query
+from docs_app.pipeline.ranking import keyword_terms
 from docs_app.selectors.answers import answer_render
+from docs_app.selectors.keywords import fts5_phrase
 
 
 def fts5_query(text: str) -> str:
@@ -64,8 +65,8 @@ def test_fts5_query_matches_accented_and_cjk_terms(fts: sqlite3.Connection) -> N
 def test_a_phrase_query_never_raises_whatever_the_words(fts: sqlite3.Connection, text: str) -> None:
     words = [part for word in text.split() for part in "".join(c if c.isalnum() else " " for c in word).split()]
     if words:
-        fts.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts5_phrase(words)]).fetchall()
-    assert fts.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts5_phrase(["governing", "law"])]).fetchall() \
+        fts.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts5_phrase(" ".join(words))]).fetchall()
+    assert fts.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts5_phrase("governing law")]).fetchall() \
         == [(1,)]
 
 
