@@ -55,10 +55,14 @@ class VectorStore(Protocol):
         ...
 
     def query(self, *, embedding: npt.NDArray[np.float32], k: int, collection_ids: Sequence[int],
-              document_ids: Sequence[int] | None = None, readable_share: float | None = None) -> list[VectorHit]:
+              document_ids: Sequence[int] | None = None, readable_share: float | None = None,
+              filter_when_short: bool = True) -> list[VectorHit]:
         """The k nearest vectors among the given collections (and documents), nearest first. `readable_share`
         is a hint: the fraction of the index those collections hold (1.0: all of it), so a store whose filters
-        cost in proportion to what they let through can search unfiltered and drop the rest itself."""
+        cost in proportion to what they let through can search unfiltered and drop the rest itself. When such a
+        search finds fewer than k readable vectors (the unreadable ones were nearer), the store asks again with
+        its filter, unless `filter_when_short` is False: then it returns the readable ones it found, which are
+        the nearest readable ones, and the caller completes the list another way."""
         ...
 
     def reset(self) -> None: ...
@@ -145,7 +149,8 @@ class ChromaVectorStore:
             offset += len(page)
 
     def query(self, *, embedding: npt.NDArray[np.float32], k: int, collection_ids: Sequence[int],
-              document_ids: Sequence[int] | None = None, readable_share: float | None = None) -> list[VectorHit]:
+              document_ids: Sequence[int] | None = None, readable_share: float | None = None,
+              filter_when_short: bool = True) -> list[VectorHit]:
         if not collection_ids or k <= 0:
             return []
         allowed = {int(c) for c in collection_ids}
@@ -157,7 +162,7 @@ class ChromaVectorStore:
             wanted = k if readable_share >= 1.0 else min(MAX_OVERFETCH, math.ceil(k * OVERFETCH / readable_share))
             nearest = self._search(embedding, wanted, where=None)
             hits = [hit for hit in nearest if hit.collection_id in allowed]
-            if len(hits) >= k or len(nearest) < wanted:  # enough, or that was the whole index
+            if len(hits) >= k or len(nearest) < wanted or not filter_when_short:  # enough, or the whole index
                 return hits[:k]
             # Too few readable among them (the share was a guess): ask with the filter after all.
         where: dict[str, Any] = {"collection_id": {"$in": sorted(allowed)}}

@@ -104,7 +104,11 @@ class SearchIndex(Protocol):
         """For each word or run of words, in how many documents' text it occurs."""
         ...
 
-    def dense(self, vector: Vector, *, limit: int, document_ids: Sequence[int] | None = None) -> list[int]: ...
+    def dense(self, vector: Vector, *, limit: int, document_ids: Sequence[int] | None = None,
+              near: Sequence[int] = ()) -> list[int]:
+        """`near`: passages found relevant another way; an index whose nearest vectors may all lie outside the
+        scope may complete the ranking from their documents."""
+        ...
 
     def keyword(self, terms: Sequence[str], *, limit: int, document_ids: Sequence[int] | None = None) -> list[int]:
         ...
@@ -193,8 +197,9 @@ def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[Sequenc
                      (options.keyword_weight, index.keyword(terms, limit=limit, document_ids=focus))]
     weight = options.global_weight if focus is not None else 1.0
     if not focused_scope and weight > 0:
-        rankings += [(weight, index.dense(vectors[asking], limit=limit)),
-                     (weight * options.keyword_weight, index.keyword(keyword_terms(asking), limit=limit))]
+        by_keyword = index.keyword(keyword_terms(asking), limit=limit)
+        rankings += [(weight, index.dense(vectors[asking], limit=limit, near=by_keyword)),
+                     (weight * options.keyword_weight, by_keyword)]
     scores = rrf_fuse(rankings, k=options.rrf_k)
     owners = index.chunk_documents(scores.keys())
     if named:

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 
 from docs_app import registry
 from docs_app.models import Chunk, Document, DocumentStatus, chunk_vector_key
@@ -178,10 +179,12 @@ class ScopeIndex:
         counted = self._occurring(list(units), None)
         return {unit: counted[unit].documents for unit in units}
 
-    def dense(self, vector: npt.NDArray[np.float32], *, limit: int,
-              document_ids: Sequence[int] | None = None) -> list[int]:
+    def dense(self, vector: npt.NDArray[np.float32], *, limit: int, document_ids: Sequence[int] | None = None,
+              near: Sequence[int] = ()) -> list[int]:
         """Chunk ids of the nearest vectors, best first. A vector id names (document, version, ordinal); ids whose
-        version is not the document's current one, or whose row is gone, are stale and dropped here."""
+        version is not the document's current one, or whose row is gone, are stale and dropped here. `near`:
+        passages found relevant another way (the keyword ranking), whose documents complete the list when the
+        vector store's nearest neighbours are mostly unreadable to this scope."""
         documents = self._narrowed(document_ids)
         if documents is not None and not documents:
             return []
@@ -189,13 +192,30 @@ class ScopeIndex:
         # with its stored vectors: Chroma's filtered search cost 65-150 ms at 100k chunks and ~290 ms at 1M
         # (bench/scale.py), while stored vectors are read and compared at ~4 µs each, exactly.
         if self._passage_count(documents) <= settings.DENSE_EXACT_MAX_PASSAGES:
-            return self._dense_exact(vector, limit=limit, documents=self._ready_in_scope(documents))
+            return [chunk_id for chunk_id, _ in
+                    self._dense_exact(vector, limit=limit, documents=self._ready_in_scope(documents))]
+        # A wide reader's search is unfiltered, and Chroma's filter is its fallback when the nearest neighbours
+        # are someone else's matters; that filter cost ~460 ms for a reader of 10% of 1M chunks. With `near`,
+        # the readable neighbours found are kept and the rest is the nearest passages of the documents `near`
+        # lies in, compared exactly (bench/scale.py).
         hits = registry.vector_store().query(
             embedding=vector, k=limit, collection_ids=self.collection_ids, document_ids=documents,
-            readable_share=readable_share(self.collection_ids) if documents is None else None)
-        keys = [key for key in (chunk_vector_key(hit.vector_id) for hit in hits) if key is not None]
-        if not keys:
+            readable_share=readable_share(self.collection_ids) if documents is None else None,
+            filter_when_short=not near)
+        found = self._current_chunks([(hit.vector_id, hit.similarity) for hit in hits])
+        if len(hits) < limit and near:
+            found = sorted({**dict(self._dense_exact(vector, limit=limit, documents=self._documents_of(near))),
+                            **dict(found)}.items(), key=lambda pair: (-pair[1], pair[0]))
+        return [chunk_id for chunk_id, _ in found[:limit]]
+
+    def _current_chunks(self, hits: Sequence[tuple[str, float]]) -> list[tuple[int, float]]:
+        """(chunk id, similarity) of the vector store's hits whose vectors are the current version of a READY
+        document of the scope, in the order given."""
+        keyed = [(key, similarity) for key, similarity in ((chunk_vector_key(v), s) for v, s in hits)
+                 if key is not None]
+        if not keyed:
             return []
+        keys = [key for key, _ in keyed]
         # Looked up by key, conditions tested on the rows read: SQLite would otherwise walk every READY document.
         rows = Chunk.objects.filter(
             document_id__in={d for d, _, _ in keys}, ordinal__in={o for _, _, o in keys},
@@ -204,14 +224,30 @@ class ScopeIndex:
         readable = set(self.collection_ids)
         current = {(d, v, o): chunk_id for chunk_id, d, o, v, status, collection in rows
                    if status == DocumentStatus.READY and collection in readable}
-        return [current[key] for key in keys if key in current]
+        return [(current[key], similarity) for key, similarity in keyed if key in current]
 
-    def _dense_exact(self, vector: npt.NDArray[np.float32], *, limit: int, documents: Sequence[int]) -> list[int]:
-        """Nearest passages of the documents by the vectors stored beside the chunks (the source the vector store
-        is rebuilt from), all compared: exact."""
+    def _documents_of(self, chunk_ids: Sequence[int]) -> list[int]:
+        """The scope's documents holding these passages, in the passages' order, as many as exact search takes."""
+        owners = self.chunk_documents(chunk_ids)
+        ordered = list(dict.fromkeys(owners[c] for c in chunk_ids if c in owners))
+        passages = dict(Chunk.objects.filter(document_id__in=ordered).values("document_id")
+                        .annotate(n=Count("id")).values_list("document_id", "n"))
+        chosen: list[int] = []
+        total = 0
+        for document in ordered:
+            total += passages.get(document, 0)
+            if chosen and total > settings.DENSE_EXACT_MAX_PASSAGES:
+                break
+            chosen.append(document)
+        return self._ready_in_scope(chosen)
+
+    def _dense_exact(self, vector: npt.NDArray[np.float32], *, limit: int,
+                     documents: Sequence[int]) -> list[tuple[int, float]]:
+        """(chunk id, similarity) of the nearest passages of the documents by the vectors stored beside the
+        chunks (the source the vector store is rebuilt from), all compared: exact."""
         if not documents:
             return []
-        # `documents` are the scope's READY documents (_scope_documents), read for this question.
+        # `documents` are READY documents of the scope (_ready_in_scope), read for this question.
         rows = Chunk.objects.filter(document_id__in=list(documents)).values_list("id", "embedding")
         ids = [chunk_id for chunk_id, _ in rows]
         if not ids:
@@ -222,7 +258,7 @@ class ScopeIndex:
             return []
         similarity = np.stack([stored[i] for i in fitting]) @ vector
         best = np.argsort(-similarity, kind="stable")[:limit]
-        return [ids[fitting[int(i)]] for i in best]
+        return [(ids[fitting[int(i)]], float(similarity[i])) for i in best]
 
     def keyword(self, terms: Sequence[str], *, limit: int, document_ids: Sequence[int] | None = None) -> list[int]:
         """Chunk ids ranked by BM25 (SQLite FTS5) or ts_rank_cd (PostgreSQL)."""

@@ -8,7 +8,7 @@ import pytest
 
 from docs_app.models import Answer, Collection, Conversation, Grant, Role
 from docs_app.selectors.retrieval import chunks_retrieve
-from tests.data import JOINT_VENTURE, SPONSORSHIP, WEB_HOSTING, cuad
+from tests.data import JOINT_VENTURE, MAINTENANCE, SPONSORSHIP, WEB_HOSTING, cuad
 from tests.harness import ingest, logged_in, make_user, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -104,3 +104,55 @@ def test_small_scopes_compare_stored_vectors_and_find_what_the_vector_store_find
     finally:
         store.query = original  # type: ignore[method-assign]
     assert all(exact) and exact == approximate
+
+
+def test_a_wide_reader_whose_nearest_passages_are_unreadable_is_served_without_the_stores_filter(
+        services: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader of a quarter of the documents asks about what only the others' matters discuss closely: the
+    unfiltered search finds no readable neighbour, and the ranking is completed from the documents the keyword
+    ranking found (exactly compared), not by the vector store's filtered search (~460 ms at 1M chunks)."""
+    import numpy as np
+    from django.test import override_settings
+
+    from docs_app import registry
+    from docs_app.models import Chunk
+    from docs_app.selectors.retrieval import _scope_index
+
+    user = make_user("associate")
+    mine, theirs = Collection.objects.create(name="Mine"), Collection.objects.create(name="Theirs")
+    Grant.objects.create(collection=mine, user=user, role=Role.VIEWER)
+    hosting = ingest(mine, cuad(WEB_HOSTING))
+    venture = ingest(theirs, cuad(JOINT_VENTURE))
+    for name in (SPONSORSHIP, MAINTENANCE):
+        ingest(theirs, cuad(name))
+    # The question: a joint venture passage whose 12 nearest passages (what the unfiltered search asks for: 2
+    # wanted x 1.5 / a readable share of 0.25) are all the others' matters'.
+    rows = list(Chunk.objects.values_list("document_id", "embedding"))
+    owners = np.array([document for document, _ in rows])
+    vectors = np.stack([np.frombuffer(bytes(e), dtype=np.float32) for _, e in rows])
+    nearest_others = [i for i in np.flatnonzero(owners == venture.pk)
+                      if hosting.pk not in owners[np.argsort(-(vectors @ vectors[i]))[:12]]]
+    assert nearest_others
+    vector = vectors[nearest_others[0]]
+
+    store = registry.vector_store()
+    searches: list[object] = []
+    unfiltered_or_filtered = store._search  # type: ignore[attr-defined]
+
+    def counted(embedding: object, k: int, *, where: object) -> object:
+        searches.append(where)
+        return unfiltered_or_filtered(embedding, k, where=where)
+
+    monkeypatch.setattr(store, "_search", counted)
+    with override_settings(DENSE_EXACT_MAX_PASSAGES=0):  # as if the reader's scope were too large for it
+        index = _scope_index(user=user, collection_ids=None, document_ids=None)
+        assert index is not None
+        near = index.keyword(["term", "agreement"], limit=5)
+        assert near and set(index.chunk_documents(near).values()) == {hosting.pk}
+        ranked = index.dense(vector, limit=2, near=near)
+        without_near = index.dense(vector, limit=2)
+    # With `near`: one unfiltered search, then the hosting agreement's stored vectors compared. Without: the
+    # unfiltered search, then the store's filter. Both find the same passages.
+    assert searches[0] is None and searches[1] is None and searches[2] is not None and len(searches) == 3
+    exact = [chunk_id for chunk_id, _ in index._dense_exact(vector, limit=2, documents=[hosting.pk])]
+    assert ranked == exact == without_near

@@ -35,3 +35,14 @@ def test_only_readable_collections_come_back_whatever_the_share_hint(store: Chro
     assert len(everything) == 20
     sims = [h.similarity for h in everything]
     assert sims == sorted(sims, reverse=True)
+
+
+def test_a_short_unfiltered_search_is_returned_as_found_when_the_caller_completes_it(
+        store: ChromaVectorStore) -> None:
+    probe = np.ones(16, dtype=np.float32) / 4.0
+    exact = store.query(embedding=probe, k=10, collection_ids=[1])
+    # Told that collection 1 is half the index, the store searches 2 x 1.5 x 5 = 15 neighbours unfiltered: few or
+    # none of them are collection 1's. Those found are the nearest of collection 1, in order.
+    short = store.query(embedding=probe, k=5, collection_ids=[1], readable_share=0.5, filter_when_short=False)
+    assert len(short) < 5
+    assert [h.vector_id for h in short] == [h.vector_id for h in exact[:len(short)]]

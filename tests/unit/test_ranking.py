@@ -53,7 +53,8 @@ class FakeIndex:
         scored = [(len(text_words & words(TEXTS[c])), c) for c in pool]
         return [c for score, c in sorted(scored, key=lambda s: (-s[0], s[1])) if score]
 
-    def dense(self, vector: Vector, *, limit: int, document_ids: Sequence[int] | None = None) -> list[int]:
+    def dense(self, vector: Vector, *, limit: int, document_ids: Sequence[int] | None = None,
+              near: Sequence[int] = ()) -> list[int]:
         return self._ranked(EMBEDDED[int(vector[0])], document_ids)
 
     def keyword(self, terms: Sequence[str], *, limit: int, document_ids: Sequence[int] | None = None) -> list[int]:
