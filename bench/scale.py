@@ -155,7 +155,7 @@ def replicate(args: argparse.Namespace, base: dict[str, Any]) -> None:
                     collection=collection, title=f"{source.title} (copy {copy})", original_name=source.original_name,
                     stored_name=f"scale-{copy}", sha256=hashlib.sha256(f"{source.sha256}:{copy}".encode()).hexdigest(),
                     size_bytes=source.size_bytes, page_count=source.page_count, pages_done=source.page_count or 0,
-                    status=DocumentStatus.READY, progress=100, version=1)
+                    status=DocumentStatus.READY, progress=100, version=1, chunk_count=len(rows_of[source.pk]))
                 rows = rows_of[source.pk]
                 vectors = np.stack([np.frombuffer(bytes(r[5]), dtype=np.float32) for r in rows])
                 vectors = vectors + rng.normal(0.0, NOISE_SIGMA, vectors.shape).astype(np.float32)

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Sum
 
 from docs_app import registry
 from docs_app.models import Chunk, Document, DocumentStatus, chunk_vector_key
@@ -195,9 +195,10 @@ class ScopeIndex:
             return [chunk_id for chunk_id, _ in
                     self._dense_exact(vector, limit=limit, documents=self._ready_in_scope(documents))]
         # A wide reader's search is unfiltered, and Chroma's filter is its fallback when the nearest neighbours
-        # are someone else's matters; that filter cost ~460 ms for a reader of 10% of 1M chunks. With `near`,
-        # the readable neighbours found are kept and the rest is the nearest passages of the documents `near`
-        # lies in, compared exactly (bench/scale.py).
+        # are someone else's matters: that filter cost 460-650 ms for a reader of 10% of 1M chunks, for a third
+        # of the questions. With `near`, the readable neighbours found are kept and the rest are the nearest
+        # passages of the documents `near` lies in, compared exactly: as similar, on average, as what the filter
+        # finds (bench/scale.py; pipeline.ranking.RankingOptions.completion_candidates).
         hits = registry.vector_store().query(
             embedding=vector, k=limit, collection_ids=self.collection_ids, document_ids=documents,
             readable_share=readable_share(self.collection_ids) if documents is None else None,
@@ -230,8 +231,7 @@ class ScopeIndex:
         """The scope's documents holding these passages, in the passages' order, as many as exact search takes."""
         owners = self.chunk_documents(chunk_ids)
         ordered = list(dict.fromkeys(owners[c] for c in chunk_ids if c in owners))
-        passages = dict(Chunk.objects.filter(document_id__in=ordered).values("document_id")
-                        .annotate(n=Count("id")).values_list("document_id", "n"))
+        passages = dict(Document.objects.filter(id__in=ordered).values_list("id", "chunk_count"))
         chosen: list[int] = []
         total = 0
         for document in ordered:
@@ -303,13 +303,12 @@ class ScopeIndex:
         """How many passages the scope's (or the given documents') READY documents hold; once per question."""
         key = None if documents is None else tuple(sorted(documents))
         if key not in self._passages:
-            chunks = Chunk.objects.filter(document__status=DocumentStatus.READY,
-                                          document__collection_id__in=self.collection_ids)
+            ready = Document.objects.filter(status=DocumentStatus.READY, collection_id__in=self.collection_ids)
             if self.document_ids is not None:
-                chunks = chunks.filter(document_id__in=self.document_ids)
+                ready = ready.filter(id__in=self.document_ids)
             if key is not None:
-                chunks = chunks.filter(document_id__in=key)
-            self._passages[key] = chunks.count()
+                ready = ready.filter(id__in=key)
+            self._passages[key] = int(ready.aggregate(n=Sum("chunk_count"))["n"] or 0)
         return self._passages[key]
 
     def _narrowed(self, document_ids: Sequence[int] | None) -> list[int] | None:

@@ -292,7 +292,7 @@ def _embed_and_store(run: _Run, prepared: PreparedDocument, readings: list[PageR
             batch_size=500,
         )
         run.mine().update(status=DocumentStatus.READY, progress=100, error="", updated_at=timezone.now(),
-                          run_owner="")
+                          run_owner="", chunk_count=len(spans))
         details: dict[str, object] = {"pages": page_count, "chunks": len(spans)}
         if work.ocr_pages:
             details.update(ocr_pages=sum(r.source == PageSource.OCR for r in readings), ocr_seconds=work.ocr_seconds)

@@ -90,6 +90,7 @@ def test_ingesting_again_creates_no_duplicate_chunks_or_vectors(services: None) 
     document_ingest(document_id=document_id)
     assert Document.objects.get(pk=document_id).status == DocumentStatus.READY
     assert Chunk.objects.filter(document_id=document_id).count() == before_rows
+    assert Document.objects.get(pk=document_id).chunk_count == before_rows > 0  # what scope sizes add up
     assert _vector_ids(document_id) == before_vectors
 
 

@@ -23,7 +23,8 @@ TEXTS = ["The licensee shall pay royalties quarterly.", "Termination for conveni
 
 def _document(collection: Collection, name: str, *, status: str = DocumentStatus.READY) -> Document:
     document = Document.objects.create(collection=collection, title=name, original_name=f"{name}.pdf",
-                                       stored_name=name, sha256=name.ljust(64, "0"), size_bytes=1, status=status)
+                                       stored_name=name, sha256=name.ljust(64, "0"), size_bytes=1, status=status,
+                                       chunk_count=len(TEXTS))  # as ingestion writes it with the chunks
     Chunk.objects.bulk_create(
         Chunk(document=document, ordinal=i, page=1, char_start=0, char_end=len(text), text=text, embedding=b"",
               keyword_scope=chunk_keyword_scope(collection_id=collection.pk, document_id=document.pk, ordinal=i))
