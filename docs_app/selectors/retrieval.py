@@ -204,7 +204,7 @@ class ScopeIndex:
             readable_share=readable_share(self.collection_ids) if documents is None else None,
             filter_when_short=not near)
         found = self._current_chunks([(hit.vector_id, hit.similarity) for hit in hits])
-        if len(hits) < limit and near:
+        if len(found) < limit and near:
             found = sorted({**dict(self._dense_exact(vector, limit=limit, documents=self._documents_of(near))),
                             **dict(found)}.items(), key=lambda pair: (-pair[1], pair[0]))
         return [chunk_id for chunk_id, _ in found[:limit]]

@@ -68,7 +68,10 @@ def test_an_interrupted_run_leaves_no_service_running(tmp_path: Path, sig: signa
         assert "redis-server" in names and "chroma" in names and "celery" in names, started
 
         driver.send_signal(sig)
-        driver.wait(timeout=60)
+        # The teardown stops the services one after another, each allowed a 30 s grace before SIGKILL
+        # (devservices.Services.stop): a worker interrupted while its pool processes still load the models has
+        # been seen to use all of it, so the driver may take a little over 30 s, and at most ~90 s.
+        driver.wait(timeout=120)
         # SIGINT and SIGTERM: the driver's own teardown; SIGKILL: the reapers (SIGTERM, then SIGKILL after 10 s).
         wait_until(lambda: not _processes_of(workdir, redis_port), timeout_s=45, every_s=0.5,
                    what=f"the services of a run ended by {sig.name} to stop")
