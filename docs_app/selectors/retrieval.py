@@ -26,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.db import connection
-from django.db.models import Sum
 
 from docs_app import registry
 from docs_app.models import Chunk, Document, DocumentStatus, chunk_vector_key
@@ -133,21 +132,25 @@ class ScopeIndex:
     def __init__(self, *, collection_ids: list[int], document_ids: list[int] | None) -> None:
         self.collection_ids = collection_ids
         self.document_ids = document_ids
-        self._documents: list[int] | None = None
+        self._passages_of: dict[int, int] | None = None
         self._occurrences: dict[tuple[tuple[str, ...], tuple[int, ...] | None], Occurrence] = {}
-        self._passages: dict[tuple[int, ...] | None, int] = {}
 
     def document_count(self) -> int:
         return len(self._scope_documents())
 
     def _scope_documents(self) -> list[int]:
         """The scope's READY documents, read once per question."""
-        if self._documents is None:
+        return sorted(self._scope_passages())
+
+    def _scope_passages(self) -> dict[int, int]:
+        """How many passages each of the scope's READY documents holds, read once per question: the scope's
+        documents, and its size, which decides how it is searched."""
+        if self._passages_of is None:
             documents = Document.objects.filter(status=DocumentStatus.READY, collection_id__in=self.collection_ids)
             if self.document_ids is not None:
                 documents = documents.filter(id__in=self.document_ids)
-            self._documents = sorted(documents.values_list("id", flat=True))
-        return self._documents
+            self._passages_of = dict(documents.values_list("id", "chunk_count"))
+        return self._passages_of
 
     def document_names(self, tokens: Sequence[str], *, limit: int) -> list[DocumentNames]:
         where, params = self._scope_sql()
@@ -230,16 +233,15 @@ class ScopeIndex:
     def _documents_of(self, chunk_ids: Sequence[int]) -> list[int]:
         """The scope's documents holding these passages, in the passages' order, as many as exact search takes."""
         owners = self.chunk_documents(chunk_ids)
-        ordered = list(dict.fromkeys(owners[c] for c in chunk_ids if c in owners))
-        passages = dict(Document.objects.filter(id__in=ordered).values_list("id", "chunk_count"))
+        passages = self._scope_passages()
         chosen: list[int] = []
         total = 0
-        for document in ordered:
-            total += passages.get(document, 0)
+        for document in dict.fromkeys(owners[c] for c in chunk_ids if owners.get(c) in passages):
+            total += passages[document]
             if chosen and total > settings.DENSE_EXACT_MAX_PASSAGES:
                 break
             chosen.append(document)
-        return self._ready_in_scope(chosen)
+        return chosen
 
     def _dense_exact(self, vector: npt.NDArray[np.float32], *, limit: int,
                      documents: Sequence[int]) -> list[tuple[int, float]]:
@@ -296,20 +298,13 @@ class ScopeIndex:
 
     def _ready_in_scope(self, documents: Sequence[int] | None) -> list[int]:
         """The scope's READY documents among `documents` (None: all of them)."""
-        scope = self._scope_documents()
-        return scope if documents is None else sorted(set(documents) & set(scope))
+        scope = self._scope_passages()
+        return sorted(scope) if documents is None else sorted(scope.keys() & set(documents))
 
     def _passage_count(self, documents: Sequence[int] | None) -> int:
-        """How many passages the scope's (or the given documents') READY documents hold; once per question."""
-        key = None if documents is None else tuple(sorted(documents))
-        if key not in self._passages:
-            ready = Document.objects.filter(status=DocumentStatus.READY, collection_id__in=self.collection_ids)
-            if self.document_ids is not None:
-                ready = ready.filter(id__in=self.document_ids)
-            if key is not None:
-                ready = ready.filter(id__in=key)
-            self._passages[key] = int(ready.aggregate(n=Sum("chunk_count"))["n"] or 0)
-        return self._passages[key]
+        """How many passages the scope's (or the given documents') READY documents hold."""
+        passages = self._scope_passages()
+        return sum(passages.values()) if documents is None else sum(passages.get(d, 0) for d in set(documents))
 
     def _narrowed(self, document_ids: Sequence[int] | None) -> list[int] | None:
         if document_ids is None:
