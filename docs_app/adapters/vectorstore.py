@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 T = TypeVar("T")
 # A reader of at least this share of the index is served by an unfiltered search for OVERFETCH / share times
-# as many neighbours (at most MAX_OVERFETCH), filtered here; a narrower reader by Chroma's own filter.
+# as many neighbours (at most MAX_OVERFETCH), filtered here; a narrower reader by Chroma's own filter, unless the
+# caller completes a short list itself (filter_when_short=False): then the unfiltered search serves any share.
 UNFILTERED_MIN_SHARE = 0.05
 OVERFETCH = 1.5
 MAX_OVERFETCH = 2000
@@ -62,7 +63,8 @@ class VectorStore(Protocol):
         cost in proportion to what they let through can search unfiltered and drop the rest itself. When such a
         search finds fewer than k readable vectors (the unreadable ones were nearer), the store asks again with
         its filter, unless `filter_when_short` is False: then it returns the readable ones it found, which are
-        the nearest readable ones, and the caller completes the list another way."""
+        the nearest readable ones, and the caller completes the list another way; such a caller is served by the
+        unfiltered search whatever the share."""
         ...
 
     def reset(self) -> None: ...
@@ -154,12 +156,14 @@ class ChromaVectorStore:
         if not collection_ids or k <= 0:
             return []
         allowed = {int(c) for c in collection_ids}
-        if document_ids is None and readable_share is not None and readable_share >= UNFILTERED_MIN_SHARE:
+        if document_ids is None and readable_share is not None and (
+                readable_share >= UNFILTERED_MIN_SHARE or not filter_when_short):
             # Chroma evaluates a metadata filter by listing every record it lets through: a reader of most of a
             # large index pays for all of it (bench/scale.py: 16x an unfiltered search for a reader of everything
             # at 20k chunks). For a wide reader it is cheaper to search more neighbours unfiltered and drop the
             # unreadable ones here.
-            wanted = k if readable_share >= 1.0 else min(MAX_OVERFETCH, math.ceil(k * OVERFETCH / readable_share))
+            share = max(readable_share, 1e-6)
+            wanted = k if share >= 1.0 else min(MAX_OVERFETCH, math.ceil(k * OVERFETCH / share))
             nearest = self._search(embedding, wanted, where=None)
             hits = [hit for hit in nearest if hit.collection_id in allowed]
             if len(hits) >= k or len(nearest) < wanted or not filter_when_short:  # enough, or the whole index

@@ -197,11 +197,11 @@ class ScopeIndex:
         if self._passage_count(documents) <= settings.DENSE_EXACT_MAX_PASSAGES:
             return [chunk_id for chunk_id, _ in
                     self._dense_exact(vector, limit=limit, documents=self._ready_in_scope(documents))]
-        # A wide reader's search is unfiltered, and Chroma's filter is its fallback when the nearest neighbours
-        # are someone else's matters: that filter cost 460-650 ms for a reader of 10% of 1M chunks, for a third
-        # of the questions. With `near`, the readable neighbours found are kept and the rest are the nearest
-        # passages of the documents `near` lies in, compared exactly: as similar, on average, as what the filter
-        # finds (bench/scale.py; pipeline.ranking.RankingOptions.completion_candidates).
+        # Past that, Chroma's filter costs in proportion to what it lets through: 460-650 ms for a reader of 10% of
+        # 1M chunks, ~260 ms for 3%. With `near`, any such reader's search is unfiltered: the readable neighbours
+        # found are kept and the rest are the nearest passages of the documents `near` lies in, compared exactly,
+        # as similar on average as what the filter finds (bench/scale.py;
+        # pipeline.ranking.RankingOptions.completion_candidates). Without `near`, the filter is the fallback.
         hits = registry.vector_store().query(
             embedding=vector, k=limit, collection_ids=self.collection_ids, document_ids=documents,
             readable_share=readable_share(self.collection_ids) if documents is None else None,

@@ -46,3 +46,26 @@ def test_a_short_unfiltered_search_is_returned_as_found_when_the_caller_complete
     short = store.query(embedding=probe, k=5, collection_ids=[1], readable_share=0.5, filter_when_short=False)
     assert len(short) < 5
     assert [h.vector_id for h in short] == [h.vector_id for h in exact[:len(short)]]
+
+
+def test_a_narrow_reader_is_searched_unfiltered_only_when_the_caller_completes_the_list(
+        store: ChromaVectorStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = np.ones(16, dtype=np.float32) / 4.0
+    exact = store.query(embedding=probe, k=5, collection_ids=[1])
+    searched: list[object] = []
+    real_search = store._search
+
+    def recording(embedding: np.ndarray, k: int, *, where: object) -> list:  # type: ignore[type-arg]
+        searched.append(where)
+        return real_search(embedding, k, where=where)
+
+    monkeypatch.setattr(store, "_search", recording)
+    # Collection 1 is 10 of 300 vectors (3%), under the share that is searched unfiltered by default.
+    filtered = store.query(embedding=probe, k=5, collection_ids=[1], readable_share=10 / 300)
+    assert searched == [{"collection_id": {"$in": [1]}}]
+    assert [h.vector_id for h in filtered] == [h.vector_id for h in exact]
+    searched.clear()
+    completed = store.query(embedding=probe, k=5, collection_ids=[1], readable_share=10 / 300,
+                            filter_when_short=False)
+    assert searched == [None]  # one unfiltered search, no filtered one after it
+    assert [h.vector_id for h in completed] == [h.vector_id for h in exact[:len(completed)]]
