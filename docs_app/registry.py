@@ -40,8 +40,17 @@ def _embedder() -> Embedder:
     return _build(settings.EMBEDDER)  # type: ignore[no-any-return]
 
 
-@functools.cache
+_vector_store_lock = threading.Lock()
+
+
 def vector_store() -> VectorStore:
+    # Locked like the embedder: a worker builds it in a thread at start while a task may already ask for it.
+    with _vector_store_lock:
+        return _vector_store()
+
+
+@functools.cache
+def _vector_store() -> VectorStore:
     return _build(settings.VECTOR_STORE)  # type: ignore[no-any-return]
 
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from docs_app import registry
 from docs_app.services.answering import answer_generate, answer_model_preload
 from docs_app.services.enqueue import LEDGERS, ledger_strike
-from docs_app.services.index import erasure_compact
+from docs_app.services.index import erasure_compact, vector_store_prepare
 from docs_app.services.ingest import document_fail, document_ingest
 from docs_app.services.model_status import answer_runtime_prepare, embedder_prepare, embedder_threads_share
 from docs_app.services.reconcile import reconcile
@@ -96,10 +96,16 @@ def _prove_answer_model(sender: Any = None, instance: Any = None, **kwargs: Any)
 @worker_process_init.connect
 def _preload_models(**kwargs: Any) -> None:
     # In threads: the pool process must report ready within seconds; loading a model and proving the
-    # embedder's precision take longer. Both queues embed (passages, questions).
-    threading.Thread(target=embedder_prepare, name="embedder-preload", daemon=True).start()
+    # embedder's precision take longer. Both queues embed (passages, questions) and search or write the vector
+    # store, whose client is built after the embedder's probe so that it does not disturb the probe's timing.
+    threading.Thread(target=_embedder_and_store_prepare, name="embedder-preload", daemon=True).start()
     if _answers_here:
         threading.Thread(target=answer_model_preload, name="model-preload", daemon=True).start()
+
+
+def _embedder_and_store_prepare() -> None:
+    embedder_prepare()
+    vector_store_prepare()
 
 
 @worker_ready.connect

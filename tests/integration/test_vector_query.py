@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from django.conf import settings
 
+from docs_app import registry
 from docs_app.adapters.vectorstore import ChromaVectorStore
+from docs_app.services.index import vector_store_prepare
 
 
 @pytest.fixture
@@ -69,3 +71,16 @@ def test_a_narrow_reader_is_searched_unfiltered_only_when_the_caller_completes_t
                             filter_when_short=False)
     assert searched == [None]  # one unfiltered search, no filtered one after it
     assert [h.vector_id for h in completed] == [h.vector_id for h in exact[:len(completed)]]
+
+
+def test_a_worker_builds_its_store_client_at_start_and_an_unreachable_store_does_not_stop_it(
+        chroma_server: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    vector_store_prepare()
+    assert registry._vector_store.cache_info().currsize == 1  # the first task finds it built
+
+    def unreachable() -> ChromaVectorStore:
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(registry, "vector_store", unreachable)
+    vector_store_prepare()  # logs, does not raise: the task that needs the store waits for it
+    assert "could not be built at start" in caplog.text
