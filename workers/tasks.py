@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task
 from celery.signals import celeryd_after_setup, task_received, worker_process_init, worker_ready
 from django.conf import settings
+from django.db import DatabaseError
 
 from docs_app import registry
 from docs_app.services.answering import answer_generate, answer_model_preload
@@ -115,6 +116,9 @@ def _reconcile_at_start(sender: Any = None, **kwargs: Any) -> None:
     # over (services.reconcile).
     try:
         log.info("reconciler at worker start: %s", reconcile().summary())
+    except DatabaseError as exc:  # no tables yet (a database never migrated) or one that is down: one line
+        log.warning("the reconciler's pass at worker start could not read the database (%s: %s); the reconciler's "
+                    "periodic pass tries again", type(exc).__name__, str(exc)[:200])
     except Exception:
         log.exception("the reconciler's pass at worker start failed")
 
