@@ -28,6 +28,7 @@ from docs_app.keyfile import key_create
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_CONF = REPO / "scripts" / "redis.conf"
+SUPERVISE = REPO / "scripts" / "supervise.sh"
 
 
 def free_port() -> int:
@@ -145,9 +146,11 @@ class Services:
 
     def worker(self, name: str, *, queues: str = "ingest,answer", concurrency: int = 2, loglevel: str = "INFO",
                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A Celery worker under scripts/supervise.sh, as the Procfile runs it: started again if it dies unasked
+        (a broker outage can end it), stopped with its group."""
         return self.start(f"worker-{name}", [
-            sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
-            "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", loglevel,
+            str(SUPERVISE), sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues,
+            "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", loglevel,
         ], env=env)
 
     def find(self, name: str) -> subprocess.Popen[bytes]:

@@ -26,7 +26,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from docs_app import registry
-from docs_app.devservices import Services, kill_process
+from docs_app.devservices import SUPERVISE, Services, kill_process
 from docs_app.models import (
     Answer,
     AnswerStatus,
@@ -54,8 +54,8 @@ QUESTIONS = (JOINT_VENTURE_QUESTION, "Who may terminate the MightyCell joint ven
 
 def _start_reconciler(devservices: Services) -> subprocess.Popen[bytes]:
     """The periodic reconciler, as the Procfile runs it, at a test's pace: a pass every 2 s, the index every 10 s."""
-    return devservices.start("reconciler", [sys.executable, "manage.py", "reconcile", "--loop", "--every", "2",
-                                            "--index-every", "10"], env=worker_env())
+    return devservices.start("reconciler", [str(SUPERVISE), sys.executable, "manage.py", "reconcile", "--loop",
+                                            "--every", "2", "--index-every", "10"], env=worker_env())
 
 
 @pytest.fixture
@@ -141,6 +141,30 @@ def test_a_worker_process_killed_mid_ingest_loses_nothing(services: None) -> Non
     assert document.status == DocumentStatus.READY, document.error
     assert document.attempts >= 2
     _assert_each_ready_once_and_indexed([document_id])
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_worker_that_dies_unasked_is_started_again_and_takes_new_work(services: None,
+                                                                        devservices: Services) -> None:
+    # Celery's main process itself can die (kombu ends it with "Unrecoverable error" when Redis drops while it
+    # acknowledges a task; the kernel's OOM killer). Under scripts/supervise.sh, as the Procfile runs it, it comes
+    # back; before, the Procfile's honcho stopped the whole app when one process exited.
+    from tests.conftest import LOG_DIR, wait_for_worker
+
+    supervisor = devservices.find("worker-suite")
+    [worker] = _children(supervisor.pid)
+    os.kill(worker, signal.SIGKILL)
+    wait_until(lambda: any(child != worker for child in _children(supervisor.pid)), timeout_s=30,
+               what="the worker to be started again")
+    wait_for_worker("suite")
+    assert supervisor.poll() is None
+    assert "exited with status 137; starting it again" in (LOG_DIR / "worker-suite.log").read_text()
+
+    document = ingest(Collection.objects.create(name="After a crash"), cuad(JOINT_VENTURE))
+    assert document.status == DocumentStatus.READY
 
 
 @pytest.mark.parametrize("data", ["kept", "lost"])
