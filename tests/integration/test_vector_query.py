@@ -1,5 +1,7 @@
 """Vector queries for wide readers: an unfiltered search with over-fetch, filtered by collection in the adapter,
-falls back to Chroma's own filter when the share it was told was wrong. Real Chroma server."""
+falls back to Chroma's own filter when the share it was told was wrong, unless the caller completes the list
+itself (then any reader is searched unfiltered). And the store client a worker builds at start. Real Chroma
+server."""
 
 from __future__ import annotations
 
@@ -75,6 +77,7 @@ def test_a_narrow_reader_is_searched_unfiltered_only_when_the_caller_completes_t
 
 def test_a_worker_builds_its_store_client_at_start_and_an_unreachable_store_does_not_stop_it(
         chroma_server: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    registry._vector_store.cache_clear()
     vector_store_prepare()
     assert registry._vector_store.cache_info().currsize == 1  # the first task finds it built
 
