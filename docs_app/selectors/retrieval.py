@@ -136,11 +136,7 @@ class ScopeIndex:
         self._occurrences: dict[tuple[tuple[str, ...], tuple[int, ...] | None], Occurrence] = {}
 
     def document_count(self) -> int:
-        return len(self._scope_documents())
-
-    def _scope_documents(self) -> list[int]:
-        """The scope's READY documents, read once per question."""
-        return sorted(self._scope_passages())
+        return len(self._scope_passages())
 
     def _scope_passages(self) -> dict[int, int]:
         """How many passages each of the scope's READY documents holds, read once per question: the scope's
