@@ -20,7 +20,9 @@ def _attempt(action) -> str:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.read())
+    # A fresh child reads the request on stdin; one forked by the PDF server (stdin /dev/null) gets it as argument.
+    request = json.loads(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read())
+    parent = os.getppid() if request["parent"] == "own" else request["parent"]
     confine(memory_mb=1024, max_file_bytes=0)
     outcomes = {
         "environment": sorted(key for key in os.environ if key.startswith("DOCS_")),
@@ -30,7 +32,8 @@ def main() -> None:
         "fork": _attempt(os.fork),
         "input": _attempt(lambda: Path(request["input"]).read_bytes()),
         "write_elsewhere": _attempt(lambda: Path(request["write"]).write_text("x")),
-        "parent_environ": _attempt(lambda: Path(f"/proc/{request['parent']}/environ").read_bytes()),
+        "parent_environ": _attempt(lambda: Path(f"/proc/{parent}/environ").read_bytes()),
+        "parent_memory": _attempt(lambda: Path(f"/proc/{parent}/mem").open("rb").close()),
     }
     for name, path in request["secrets"].items():
         outcomes[name] = _attempt(lambda path=path: Path(path).read_bytes())

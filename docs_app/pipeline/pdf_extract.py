@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from docs_app.pipeline.pdf_server import SERVED_FILE, PdfServer, ServedChild, ServerUnavailable, pdf_server
 from docs_app.pipeline.sandbox import BASIC_SANDBOX, EXIT_OUT_OF_MEMORY, Sandbox, child_command
 
 _MAGIC_WINDOW = 1024
 _DETAIL_CHARS = 300
 _READ_SIZE = 1 << 16
 _UNEXPECTED_OUTPUT = "extraction failed (unexpected output from the extractor)"
+_CHILD = "docs_app.pipeline.pdf_extract_child"
 
 # Leading bytes of formats people upload by mistake, to name them in the rejection.
 _KNOWN_FORMATS: tuple[tuple[bytes, str], ...] = (
@@ -94,8 +97,11 @@ def pdf_extract_pages(
     memory_limit_mb: int,
     on_page: Callable[[int, int], None] | None = None,
     sandbox: Sandbox = BASIC_SANDBOX,
+    served: bool = False,
 ) -> list[ExtractedPage]:
-    """Extract the text of every page in a sandboxed child process.
+    """Extract the text of every page in a sandboxed child process: a fresh one, or with `served` one forked by
+    this process's PDF server (pipeline.pdf_server: the same confinement without a new interpreter and PyMuPDF
+    import per document; a fresh child when the server cannot serve).
 
     Calls `on_page(0, total)` once the page count is known, then `on_page(done, total)` after each
     page. Raises ExtractionError with a reason for every way a bad PDF can fail; an exception raised
@@ -129,15 +135,24 @@ def pdf_extract_pages(
                 raise ExtractionError(_UNEXPECTED_OUTPUT)
 
     # The child confines itself once its imports are done (pipeline.sandbox.pymupdf_limited); the sandbox
-    # it starts in sees only this file.
+    # it starts in sees only this file (a served child gets it as an open descriptor).
     source = path.resolve()
-    command = sandbox.command(child_command("docs_app.pipeline.pdf_extract_child", str(source), str(max_pages),
-                                            str(memory_limit_mb)), readable=[source])
-    returncode, stderr_tail = run_child(
-        command, env=sandbox.env(), timeout_s=timeout_s, max_output_bytes=memory_limit_mb * 1024 * 1024,
-        on_message=receive,
-    )
-    returncode = sandbox.returncode(returncode)
+
+    def watch(child: ChildProcess) -> tuple[int, str]:
+        return run_started(child, timeout_s=timeout_s, max_output_bytes=memory_limit_mb * 1024 * 1024,
+                           on_message=receive)
+
+    returncode: int | None = None
+    if served:
+        with pdf_server(sandbox) as server:
+            child = _served_child(server, source, max_pages=max_pages, memory_limit_mb=memory_limit_mb)
+            if child is not None:
+                returncode, stderr_tail = watch(child)
+    if returncode is None:
+        command = sandbox.command(child_command(_CHILD, str(source), str(max_pages), str(memory_limit_mb)),
+                                  readable=[source])
+        returncode, stderr_tail = watch(PopenChild(command, env=sandbox.env()))
+        returncode = sandbox.returncode(returncode)
     if returncode == EXIT_OUT_OF_MEMORY:
         raise ExtractionError(f"extraction ran out of memory (limit {memory_limit_mb} MB)")
     if returncode < 0:
@@ -149,6 +164,64 @@ def pdf_extract_pages(
     return pages
 
 
+class ChildProcess(Protocol):
+    """A started child whose stdout carries JSON lines: a fresh process (`PopenChild`) or one forked by the PDF
+    server (pdf_server.ServedChild)."""
+
+    stdout_fd: int
+    stderr_fd: int
+
+    def wait(self, timeout: float) -> int:
+        """The exit code (negative: the signal that killed it); subprocess.TimeoutExpired after `timeout`."""
+        ...
+
+    def kill(self) -> None:
+        """Kill it if it still runs, and reap it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PopenChild:
+    def __init__(self, command: list[str], *, env: dict[str, str]) -> None:
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,  # the sandbox's minimal environment, never this process's secrets
+            start_new_session=True,  # its own process group, so one kill reaches anything it started
+        )
+        assert self._process.stdout is not None and self._process.stderr is not None
+        self.stdout_fd = self._process.stdout.fileno()
+        self.stderr_fd = self._process.stderr.fileno()
+
+    def wait(self, timeout: float) -> int:
+        return self._process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def close(self) -> None:
+        assert self._process.stdout is not None and self._process.stderr is not None
+        self._process.stdout.close()
+        self._process.stderr.close()
+
+
+def _served_child(server: PdfServer | None, source: Path, *, max_pages: int,
+                  memory_limit_mb: int) -> ServedChild | None:
+    if server is None:
+        return None
+    try:
+        return server.spawn(_CHILD, [SERVED_FILE, str(max_pages), str(memory_limit_mb)], file=source)
+    except ServerUnavailable:
+        return None
+    except OSError as exc:
+        raise ExtractionError(f"file cannot be read ({exc.strerror or type(exc).__name__})") from exc
+
+
 def run_child(
     command: list[str],
     *,
@@ -158,31 +231,36 @@ def run_child(
     on_message: Callable[[object], None],
     idle_timeout_s: float | None = None,
 ) -> tuple[int, str]:
-    """Run the child, feed each stdout JSON line to on_message; return (returncode, stderr tail).
+    """Start the command as a fresh child and run it as `run_started` does."""
+    return run_started(PopenChild(command, env=env), timeout_s=timeout_s, max_output_bytes=max_output_bytes,
+                       on_message=on_message, idle_timeout_s=idle_timeout_s)
 
-    The child's process group is killed on timeout, after `idle_timeout_s` without a line on stdout, and
-    whenever on_message raises (fail fast).
+
+def run_started(
+    child: ChildProcess,
+    *,
+    timeout_s: float,
+    max_output_bytes: int,
+    on_message: Callable[[object], None],
+    idle_timeout_s: float | None = None,
+) -> tuple[int, str]:
+    """Feed each stdout JSON line of the child to on_message; return (returncode, stderr tail).
+
+    The child is killed on timeout, after `idle_timeout_s` without a line on stdout, and whenever on_message
+    raises (fail fast).
     """
     deadline = time.monotonic() + timeout_s
     idle_deadline = time.monotonic() + idle_timeout_s if idle_timeout_s is not None else deadline
-    child = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,  # the sandbox's minimal environment, never this process's secrets
-        start_new_session=True,  # its own process group, so one kill reaches anything it started
-    )
-    assert child.stdout is not None and child.stderr is not None
-    stdout_fd = child.stdout.fileno()
+    stdout_fd = child.stdout_fd
     line = bytearray()
     received = 0
     # Only the end of stderr is kept: a hostile file can make MuPDF complain without end.
     stderr_tail = b""
+    finished = False
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(stdout_fd, selectors.EVENT_READ)
-            selector.register(child.stderr.fileno(), selectors.EVENT_READ)
+            selector.register(child.stderr_fd, selectors.EVENT_READ)
             while selector.get_map():
                 remaining = min(deadline, idle_deadline) - time.monotonic()
                 events = selector.select(timeout=remaining) if remaining > 0 else []
@@ -215,12 +293,11 @@ def run_child(
             returncode = child.wait(timeout=max(deadline - time.monotonic(), 0))
         except subprocess.TimeoutExpired:
             raise ExtractionError(f"extraction timed out after {timeout_s:g} s") from None
+        finished = True
     finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
+        if not finished:
+            child.kill()
+        child.close()
     return returncode, stderr_tail.decode("utf-8", "replace")
 
 

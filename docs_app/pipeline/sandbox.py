@@ -79,14 +79,20 @@ def pymupdf_limited(memory_limit_mb: int, *, max_file_bytes: int) -> Any:
     touched, rather than before exec: the interpreter and MuPDF (about 90 MB) then always load, and a limit set
     too low fails as "out of memory" instead of as a confusing ImportError. Imported as Any: PyMuPDF ships
     py.typed but its functions carry no annotations."""
-    sys.modules["pymupdf4llm"] = None  # type: ignore[assignment]
-    sys.modules["pymupdf.layout"] = None  # type: ignore[assignment]
-    pymupdf: Any = importlib.import_module("pymupdf")
+    pymupdf = pymupdf_import()
     confine(memory_mb=memory_limit_mb, max_file_bytes=max_file_bytes)
     # MuPDF reports every repair it makes; the parent only keeps a short tail of stderr anyway.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     return pymupdf
+
+
+def pymupdf_import() -> Any:
+    """PyMuPDF without the optional layout analyzer (see `pymupdf_limited`); a no-op once imported (pdf_server
+    imports it before it forks a child per document)."""
+    sys.modules["pymupdf4llm"] = None  # type: ignore[assignment]
+    sys.modules["pymupdf.layout"] = None  # type: ignore[assignment]
+    return importlib.import_module("pymupdf")
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -206,6 +206,7 @@ def _extract_and_chunk(run: _Run, path: Path) -> tuple[PreparedDocument, list[Pa
         memory_limit_mb=settings.INGEST_EXTRACT_MEMORY_MB,
         on_page=on_page,
         sandbox=pdf_sandbox(),
+        served=True,  # forked by this worker process's PDF server: no interpreter and PyMuPDF start per document
     )
     work = _Work(pages=len(pages))
     started = time.monotonic()

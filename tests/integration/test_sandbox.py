@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from docs_app.pipeline.pdf_server import SERVED_FILE, PdfServer
 from docs_app.pipeline.sandbox import Sandbox, bwrap_works
 from docs_app.services.sandboxing import pdf_sandbox
 from tests.conftest import on_postgresql
@@ -69,6 +70,7 @@ def test_a_child_gets_no_socket_no_secret_no_process_and_no_writable_file(secret
         "input": "allowed",
         "write_elsewhere": "OSError",  # read-only file system
         "parent_environ": "FileNotFoundError",  # its own PID namespace: the parent is not there
+        "parent_memory": "FileNotFoundError",
         "data_dir_secret": "FileNotFoundError", "audit_key": "FileNotFoundError", **expected_database,
     }
     assert not (REPO / "test-artifacts" / "planted.txt").exists()
@@ -80,6 +82,58 @@ def test_without_bubblewrap_the_child_still_gets_no_socket_exec_or_secret_enviro
     assert outcomes["environment"] == []
     assert (outcomes["socket"], outcomes["exec"], outcomes["fork"]) == ("PermissionError",) * 3
     assert outcomes["input"] == "allowed"
+
+
+def _served_probe(sandbox: Sandbox, *, secrets: dict[str, Path], write: Path) -> dict[str, object]:
+    """The probe forked by the PDF server, as the extraction children of an ingest worker are."""
+    request = {"input": SERVED_FILE, "write": str(write), "parent": "own",
+               "secrets": {name: str(path) for name, path in secrets.items()}}
+    server = PdfServer(sandbox)
+    try:
+        child = server.spawn("tests.sandbox_probe", [json.dumps(request)], file=cuad(WEB_HOSTING))
+        output = b""
+        while chunk := os.read(child.stdout_fd, 1 << 16):
+            output += chunk
+        errors = os.read(child.stderr_fd, 1 << 16).decode()
+        assert child.wait(timeout=60) == 0, errors
+        child.close()
+    finally:
+        server.close()
+    return dict(json.loads(output))
+
+
+def test_a_child_forked_by_the_pdf_server_is_confined_like_a_fresh_one(secret_environment, tmp_path: Path) -> None:
+    """The server is not under seccomp (it forks) and its children share its memory layout: what a compromised
+    MuPDF in such a child reaches must still be nothing. Its parent is now in its PID namespace: the server's
+    memory and environment must be closed to it (PR_SET_DUMPABLE 0)."""
+    data = REPO / "test-artifacts" / "sandbox-data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "secret_key").write_text("dev-secret")
+    secrets = {"data_dir_secret": data / "secret_key", "audit_key": settings.AUDIT_KEY_FILE,
+               "stored_pdf_by_path": cuad(WEB_HOSTING)}
+    try:
+        sandbox = Sandbox(mode="namespaces", hidden=(*pdf_sandbox().hidden, str(data), str(cuad(WEB_HOSTING).parent)))
+        outcomes = _served_probe(sandbox, secrets=secrets, write=REPO / "test-artifacts" / "planted.txt")
+        basic = _served_probe(Sandbox(mode="basic"), secrets={}, write=tmp_path / "planted.txt")
+    finally:
+        (data / "secret_key").unlink()
+    assert outcomes == {
+        "environment": [],
+        "socket": "PermissionError", "unix_socket": "PermissionError",
+        "exec": "PermissionError", "fork": "PermissionError",
+        "input": "allowed",  # the descriptor the worker passed: the only way to the file
+        "write_elsewhere": "OSError",
+        "parent_environ": "PermissionError", "parent_memory": "PermissionError",  # the server, not dumpable
+        "data_dir_secret": "FileNotFoundError", "audit_key": "FileNotFoundError",
+        "stored_pdf_by_path": "FileNotFoundError",
+    }
+    assert not (REPO / "test-artifacts" / "planted.txt").exists()
+    # Without namespaces the children still get no socket, exec or process; the server is closed to them unless
+    # they run as root (its capabilities pass the non-dumpable check: run the app as its own user).
+    assert basic["environment"] == [] and basic["input"] == "allowed"
+    assert (basic["socket"], basic["exec"], basic["fork"]) == ("PermissionError",) * 3
+    if os.geteuid() != 0:
+        assert (basic["parent_environ"], basic["parent_memory"]) == ("PermissionError",) * 2
 
 
 def test_extraction_and_rendering_still_work_inside_it() -> None:
