@@ -227,22 +227,21 @@ def serve(control: socket.socket) -> None:
             return
         if not message:
             return
-        if len(fds) != 4:
-            for fd in fds:
-                os.close(fd)
-            control.send(json.dumps({"exit": 1}).encode())
-            continue
-        request = json.loads(message)
-        pid = os.fork()
+        code: int | None = 1  # a request without its four descriptors runs nothing
+        pid = os.fork() if len(fds) == 4 else None
         if pid == 0:
-            _child(control, request, fds)
-        kill = fds.pop()
-        for fd in fds:
+            _child(control, json.loads(message), fds)
+        kill = fds.pop() if pid is not None else None
+        for fd in fds:  # the child's stdout ends when the child does: only it holds the write end now
             os.close(fd)
-        code = _watch(control, pid, kill)
+        if pid is not None and kill is not None:
+            code = _watch(control, pid, kill)
         if code is None:
             return
-        control.send(json.dumps({"exit": code}).encode())
+        try:
+            control.send(json.dumps({"exit": code}).encode())
+        except OSError:  # the worker went away as the child ended
+            return
 
 
 def _watch(control: socket.socket, pid: int, kill: int) -> int | None:
