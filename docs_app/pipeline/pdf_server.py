@@ -47,6 +47,9 @@ from pathlib import Path
 
 from docs_app.pipeline.sandbox import Sandbox, child_command, pymupdf_import
 
+# Imported by the server before it forks, so a child does not import (and, with bytecode writing off in the
+# sandbox, compile) them per document.
+PRELOADED = ("docs_app.pipeline.pdf_extract_child",)
 # The PDF's descriptor in a served child: its path for PyMuPDF (the magic link works in any namespace).
 SERVED_FD = 3
 SERVED_FILE = f"/proc/self/fd/{SERVED_FD}"
@@ -218,6 +221,8 @@ def _libc() -> ctypes.CDLL:
 
 def serve(control: socket.socket) -> None:
     pymupdf_import()
+    for module in PRELOADED:
+        importlib.import_module(module)
     _prctl(_PR_SET_DUMPABLE, 0)
     control.send(json.dumps({"ready": True}).encode())
     while True:
