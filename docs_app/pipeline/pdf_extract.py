@@ -243,8 +243,10 @@ def run_started(
     max_output_bytes: int,
     on_message: Callable[[object], None],
     idle_timeout_s: float | None = None,
+    activity: str = "extraction",
 ) -> tuple[int, str]:
-    """Feed each stdout JSON line of the child to on_message; return (returncode, stderr tail).
+    """Feed each stdout JSON line of the child to on_message; return (returncode, stderr tail). `activity` names
+    what timed out in the error.
 
     The child is killed on timeout, after `idle_timeout_s` without a line on stdout, and whenever on_message
     raises (fail fast).
@@ -267,7 +269,7 @@ def run_started(
                 if not events and time.monotonic() >= idle_deadline and idle_deadline < deadline:
                     raise ExtractionError(f"no progress for {idle_timeout_s:g} s")
                 if not events:
-                    raise ExtractionError(f"extraction timed out after {timeout_s:g} s")
+                    raise ExtractionError(f"{activity} timed out after {timeout_s:g} s")
                 for key, _ in events:
                     chunk = os.read(key.fd, _READ_SIZE)
                     if not chunk:
@@ -292,7 +294,7 @@ def run_started(
         try:
             returncode = child.wait(timeout=max(deadline - time.monotonic(), 0))
         except subprocess.TimeoutExpired:
-            raise ExtractionError(f"extraction timed out after {timeout_s:g} s") from None
+            raise ExtractionError(f"{activity} timed out after {timeout_s:g} s") from None
         finished = True
     finally:
         if not finished:

@@ -1,9 +1,12 @@
-"""Child side of page rendering: `python -m docs_app.pipeline.pdf_render_child`, request on stdin.
+"""Child side of page rendering: `python -m docs_app.pipeline.pdf_render_child`, request on stdin (or as the one
+argument, when forked by the PDF server, which also passes "path" and "out" as open descriptors).
 
 The parent (`docs_app.services.pages`) writes one JSON object to stdin:
 
     {"path": "...", "page": n, "out": "...png", "max_side_px": 2000, "width_px": 1100, "memory_mb": 2048,
      "highlight": {"start": a, "end": b, "text": "...", "boxes": [[x0, y0, x1, y1], ...]} | null}
+
+(served: "out_fd": n, an open file to write the PNG to, instead of "out")
 
 renders page n (1-based) to `out` as PNG, with the passage at characters [start, end) of the page's
 `get_text("text")` painted over in translucent yellow (on a page read by OCR, which has no text layer, the
@@ -29,7 +32,8 @@ _HIGHLIGHT_OPACITY = 0.4
 
 
 def main() -> None:
-    request = json.load(sys.stdin)
+    # Forked by the PDF server (stdin is /dev/null there) the request is the argument instead.
+    request = json.loads(sys.argv[1]) if len(sys.argv) > 1 else json.load(sys.stdin)
     out = protocol_out()
     try:
         _render(out, request)
@@ -67,7 +71,11 @@ def _render(out: TextIO, request: dict[str, Any]) -> None:
         zoom = min(float(request["width_px"]) / max(page.rect.width, 1.0),
                    float(request["max_side_px"]) / longest)
         pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
-        pixmap.save(request["out"], output="png")
+        if "out_fd" in request:  # served: MuPDF's save would try to replace the file, which is only a descriptor
+            with open(int(request["out_fd"]), "wb", closefd=False) as png:
+                png.write(pixmap.tobytes(output="png"))
+        else:
+            pixmap.save(request["out"], output="png")
     except Exception as exc:
         if out_of_memory(exc):
             raise

@@ -1,6 +1,7 @@
-"""A confined PyMuPDF "zygote": one long-lived process per worker process that has imported PyMuPDF once and forks
-one child per document (issue 14). A fresh extraction child spends about 0.11 s of its 0.15 s of CPU starting the
-interpreter and importing PyMuPDF's bindings; a child forked from this server starts with them in memory.
+"""A confined PyMuPDF "zygote": one long-lived process per process that reads PDFs (an ingest worker, a web
+process), which has imported PyMuPDF once and forks one child per document or page render (issue 14). A fresh
+extraction child spends about 0.11 s of its 0.15 s of CPU starting the interpreter and importing PyMuPDF's
+bindings; a child forked from this server starts with them in memory.
 
 The confinement of the child that reads the document is the same as a fresh child's (pipeline.sandbox): the server
 is started in the sandbox (bubblewrap's namespaces when available, the minimal environment), and each forked child
@@ -11,16 +12,17 @@ the child finds at `SERVED_FILE`. What differs, and why it is acceptable:
   inspected (PR_SET_DUMPABLE 0: no /proc/<pid>/mem, environ or ptrace for a process of the same user; its
   children inherit it, so no core dump either), and a child cannot signal or trace it (seccomp).
 - Children of one server share its address-space layout (no new ASLR draw per document). Each child still has
-  no socket, no exec, no new process and no file it may write; one server serves one worker process.
+  no socket, no exec, no new process and no file it may write; one server serves one process.
 - A child's control socket to the server is closed before anything else runs.
 
 Protocol (a SOCK_SEQPACKET pair; one message per datagram): the server sends {"ready": true} once PyMuPDF is
 imported. The worker sends {"module": M, "args": [...]} with four descriptors (the PDF, the child's stdout, its
 stderr, and the read end of a pipe whose other end the worker closes to have the child killed: one pipe per child,
-so a late kill can never reach the next document); the server forks, and the child runs `M.main()` with
-`sys.argv = [M, *args]`. The server answers every request with one {"exit": code} (negative: killed by that
-signal, as subprocess reports it). The server ends when the worker's end of the socket closes, killing a child
-still running.
+so a late kill can never reach the next document), then any extra ones (a render's output file, found from
+SERVED_EXTRA_FD on); the server forks, and the child runs `M.main()` with `sys.argv = [M, *args]`. The server
+answers every request with one {"exit": code} (negative: killed by that signal, as subprocess reports it). The
+server ends when the worker's end of the socket closes, killing a child still running. A worker is any process
+that extracts or renders: ingest workers, and web processes for the viewer's pages.
 
 Server side: stdlib and pipeline.sandbox only (it runs in the sandbox's minimal environment).
 """
@@ -49,10 +51,14 @@ from docs_app.pipeline.sandbox import Sandbox, child_command, pymupdf_import
 
 # Imported by the server before it forks, so a child does not import (and, with bytecode writing off in the
 # sandbox, compile) them per document.
-PRELOADED = ("docs_app.pipeline.pdf_extract_child",)
+PRELOADED = ("docs_app.pipeline.pdf_extract_child", "docs_app.pipeline.pdf_render_child")
 # The PDF's descriptor in a served child: its path for PyMuPDF (the magic link works in any namespace).
 SERVED_FD = 3
 SERVED_FILE = f"/proc/self/fd/{SERVED_FD}"
+# The first of the extra descriptors a request may pass (a render's output file), in order from here on.
+SERVED_EXTRA_FD = SERVED_FD + 1
+_MAX_EXTRA_FDS = 2
+_REQUEST_FDS = 4  # the PDF, stdout, stderr, the kill pipe
 _MESSAGE_BYTES = 1 << 16
 _READY_TIMEOUT_S = 60.0
 # After a server failed to start, per-document children are used for this long before trying again.
@@ -131,15 +137,18 @@ class PdfServer:
     def alive(self) -> bool:
         return self.owner == os.getpid() and self._process.poll() is None
 
-    def spawn(self, module: str, args: Sequence[str], *, file: Path) -> ServedChild:
-        """Fork a child that runs `module.main()` with `args`, the file open at SERVED_FILE."""
+    def spawn(self, module: str, args: Sequence[str], *, file: Path, extra_fds: Sequence[int] = ()) -> ServedChild:
+        """Fork a child that runs `module.main()` with `args`, the file open at SERVED_FILE and `extra_fds` (the
+        caller's, left open) from SERVED_EXTRA_FD on."""
+        if len(extra_fds) > _MAX_EXTRA_FDS:
+            raise ValueError(f"at most {_MAX_EXTRA_FDS} extra descriptors")
         pdf = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
         stdout_read, stdout_write = os.pipe()
         stderr_read, stderr_write = os.pipe()
         kill_read, kill_write = os.pipe()
         try:
             request = json.dumps({"module": module, "args": list(args)}).encode()
-            socket.send_fds(self._socket, [request], [pdf, stdout_write, stderr_write, kill_read])
+            socket.send_fds(self._socket, [request], [pdf, stdout_write, stderr_write, kill_read, *extra_fds])
         except OSError as exc:
             for fd in (stdout_read, stderr_read, kill_write):
                 os.close(fd)
@@ -214,6 +223,10 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
+def _fd_limit() -> int:
+    return os.sysconf("SC_OPEN_MAX")
+
+
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
@@ -227,16 +240,16 @@ def serve(control: socket.socket) -> None:
     control.send(json.dumps({"ready": True}).encode())
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(control, _MESSAGE_BYTES, 4)
+            message, fds, _, _ = socket.recv_fds(control, _MESSAGE_BYTES, _REQUEST_FDS + _MAX_EXTRA_FDS)
         except OSError:
             return
         if not message:
             return
-        code: int | None = 1  # a request without its four descriptors runs nothing
-        pid = os.fork() if len(fds) == 4 else None
+        code: int | None = 1  # a request without its descriptors runs nothing
+        pid = os.fork() if len(fds) >= _REQUEST_FDS else None
         if pid == 0:
             _child(control, json.loads(message), fds)
-        kill = fds.pop() if pid is not None else None
+        kill = fds.pop(_REQUEST_FDS - 1) if pid is not None else None
         for fd in fds:  # the child's stdout ends when the child does: only it holds the write end now
             os.close(fd)
         if pid is not None and kill is not None:
@@ -280,14 +293,20 @@ def _child(control: socket.socket, request: dict[str, object], fds: list[int]) -
     try:
         control.close()
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        pdf, stdout, stderr, _kill = fds
+        # Above every descriptor in play first, so that no dup2 below overwrites one not yet placed.
+        high = [os.dup(fd) for fd in fds]
+        while min(high) <= SERVED_EXTRA_FD + _MAX_EXTRA_FDS:
+            high = [os.dup(fd) for fd in high]
+        pdf, stdout, stderr, _kill, *extra = high
         os.dup2(stdout, 1)
         os.dup2(stderr, 2)
         os.dup2(pdf, SERVED_FD)
+        for number, fd in enumerate(extra, start=SERVED_EXTRA_FD):
+            os.dup2(fd, number)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        for fd in {*fds, null} - {0, 1, 2, SERVED_FD}:
-            os.close(fd)
+        placed = {0, 1, 2, SERVED_FD, *range(SERVED_EXTRA_FD, SERVED_EXTRA_FD + len(extra))}
+        os.closerange(max(placed) + 1, _fd_limit())
         module, args = str(request["module"]), request["args"]
         assert isinstance(args, list)
         sys.argv = [module, *map(str, args)]

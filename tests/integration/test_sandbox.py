@@ -142,3 +142,29 @@ def test_extraction_and_rendering_still_work_inside_it() -> None:
     pages = pdf_extract_pages(cuad(WEB_HOSTING), max_pages=100, timeout_s=60, memory_limit_mb=1024,
                               sandbox=pdf_sandbox())
     assert pages and any("Galacticomm" in page.text or "GALACTICOMM" in page.text for page in pages)
+
+
+@pytest.mark.parametrize("highlighted", [False, True])
+def test_a_served_render_draws_the_same_page_as_a_fresh_one(highlighted: bool) -> None:
+    """The viewer's pages are rendered by children forked from the web process's PDF server, with the PDF and the
+    output file passed as descriptors; a fresh child (the fallback) must draw the same picture."""
+    from docs_app.pipeline.pdf_extract import pdf_extract_pages
+    from docs_app.services.pages import render_fresh, render_request, render_served
+
+    contract = cuad(WEB_HOSTING)
+    text = pdf_extract_pages(contract, max_pages=100, timeout_s=60, memory_limit_mb=1024)[0].text
+    start = text.index("Galacticomm") if "Galacticomm" in text else 100
+    highlight = {"start": start, "end": start + 200, "text": text[start:start + 200]} if highlighted else None
+    out_dir = REPO / "test-artifacts" / "renders"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fresh_out, served_out = out_dir / f"fresh-{highlighted}.png", out_dir / f"served-{highlighted}.png"
+    request = render_request(path=contract, page=1, out=fresh_out, highlight=highlight)
+    sandbox = pdf_sandbox()
+    fresh = render_fresh(sandbox, request, path=contract, out=fresh_out)
+    assert fresh[0]["ok"] is True and fresh[1] == 0
+    assert (fresh[0]["highlighted"] != 0) == highlighted  # one rectangle per line of the passage
+    with served_out.open("wb") as out:
+        served = render_served(sandbox, request, path=contract, out_fd=out.fileno())
+    assert served == fresh
+    assert served_out.read_bytes().startswith(b"\x89PNG")
+    assert served_out.read_bytes() == fresh_out.read_bytes()
