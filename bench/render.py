@@ -44,7 +44,7 @@ def main() -> None:
 
     sandbox = pdf_sandbox()
     jobs: list[tuple[Path, int, dict[str, Any] | None]] = []
-    for pdf in sorted(p for p in args.pdfs.rglob("*") if p.suffix.lower() == ".pdf"):
+    for pdf in sorted(p for p in args.pdfs.resolve().rglob("*") if p.suffix.lower() == ".pdf"):
         for page in pdf_extract_pages(pdf, max_pages=500, timeout_s=60, memory_limit_mb=1024)[:4]:
             text = page.text
             highlight = ({"start": 0, "end": min(len(text), 300), "text": text[:300]}
