@@ -168,3 +168,21 @@ def test_a_served_render_draws_the_same_page_as_a_fresh_one(highlighted: bool) -
     assert served == fresh
     assert served_out.read_bytes().startswith(b"\x89PNG")
     assert served_out.read_bytes() == fresh_out.read_bytes()
+
+
+def test_a_render_while_the_server_is_busy_is_left_to_a_fresh_child() -> None:
+    """gunicorn runs many threads in a web process and the server forks one child at a time: a render that finds
+    it busy must not wait for it (nor fail) but take the fresh path."""
+    from docs_app.pipeline.pdf_server import pdf_server
+    from docs_app.services.pages import render_fresh, render_request, render_served
+
+    contract = cuad(WEB_HOSTING)
+    out = REPO / "test-artifacts" / "renders" / "busy.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    request = render_request(path=contract, page=1, out=out, highlight=None)
+    sandbox = pdf_sandbox()
+    with pdf_server(sandbox) as busy, out.open("wb") as handle:
+        assert busy is not None
+        assert render_served(sandbox, request, path=contract, out_fd=handle.fileno()) is None
+    assert render_fresh(sandbox, request, path=contract, out=out) == ({"ok": True, "highlighted": 0}, 0)
+    assert out.read_bytes().startswith(b"\x89PNG")
