@@ -1,5 +1,5 @@
 """Child side of page rendering: `python -m docs_app.pipeline.pdf_render_child`, request on stdin (or as the one
-argument, when forked by the PDF server, which also passes "path" and "out" as open descriptors).
+argument, when forked by the PDF server, which passes the PDF and the output file as open descriptors).
 
 The parent (`docs_app.services.pages`) writes one JSON object to stdin:
 
