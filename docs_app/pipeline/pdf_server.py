@@ -30,6 +30,7 @@ Server side: stdlib and pipeline.sandbox only (it runs in the sandbox's minimal 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import importlib
 import json
@@ -293,11 +294,9 @@ def _child(control: socket.socket, request: dict[str, object], fds: list[int]) -
     try:
         control.close()
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        # Above every descriptor in play first, so that no dup2 below overwrites one not yet placed.
-        high = [os.dup(fd) for fd in fds]
-        while min(high) <= SERVED_EXTRA_FD + _MAX_EXTRA_FDS:
-            high = [os.dup(fd) for fd in high]
-        pdf, stdout, stderr, _kill, *extra = high
+        # Above every number in play first, so that no dup2 below overwrites a descriptor not yet placed.
+        above = SERVED_EXTRA_FD + _MAX_EXTRA_FDS
+        pdf, stdout, stderr, _kill, *extra = (fcntl.fcntl(fd, fcntl.F_DUPFD, above) for fd in fds)
         os.dup2(stdout, 1)
         os.dup2(stderr, 2)
         os.dup2(pdf, SERVED_FD)

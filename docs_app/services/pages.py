@@ -123,8 +123,8 @@ def render_served(sandbox: Sandbox, request: dict[str, object], *, path: Path,
     with pdf_server(sandbox) as server:
         if server is None:
             return None
-        served = {**request, "path": SERVED_FILE, "out_fd": SERVED_EXTRA_FD}
-        del served["out"]
+        served = {key: value for key, value in request.items() if key != "out"}
+        served |= {"path": SERVED_FILE, "out_fd": SERVED_EXTRA_FD}
         try:
             child = server.spawn(_RENDER_CHILD, [json.dumps(served)], file=path, extra_fds=[out_fd])
         except ServerUnavailable:

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from docs_app.pipeline.pdf_extract import run_started
 from docs_app.pipeline.pdf_server import SERVED_FILE, PdfServer
 from docs_app.pipeline.sandbox import Sandbox, bwrap_works
 from docs_app.services.sandboxing import pdf_sandbox
@@ -37,6 +39,16 @@ def secret_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCS_DATABASE_URL", "postgres://docs:pw@db/docs")
 
 
+@pytest.fixture
+def data_dir_secret() -> Iterator[Path]:
+    """A secret in a data directory next to the code (outside /tmp, whose sandbox copy is private anyway)."""
+    data = REPO / "test-artifacts" / "sandbox-data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "secret_key").write_text("dev-secret")
+    yield data / "secret_key"
+    (data / "secret_key").unlink()
+
+
 def test_the_installed_sandbox_uses_namespaces_here() -> None:
     """scripts/system-deps.sh installs bubblewrap: on this machine and in CI the full sandbox must run."""
     assert bwrap_works()
@@ -45,24 +57,17 @@ def test_the_installed_sandbox_uses_namespaces_here() -> None:
     assert {str(settings.DATA_DIR), str(settings.AUDIT_KEY_FILE.parent)} <= set(sandbox.hidden)
 
 
-def test_a_child_gets_no_socket_no_secret_no_process_and_no_writable_file(secret_environment,
+def test_a_child_gets_no_socket_no_secret_no_process_and_no_writable_file(secret_environment, data_dir_secret: Path,
                                                                            tmp_path: Path) -> None:
-    # Secrets outside /tmp too (the sandbox's /tmp is private anyway): a data directory next to the code.
-    data = REPO / "test-artifacts" / "sandbox-data"
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "secret_key").write_text("dev-secret")
-    secrets = {"data_dir_secret": data / "secret_key", "audit_key": settings.AUDIT_KEY_FILE}
+    secrets = {"data_dir_secret": data_dir_secret, "audit_key": settings.AUDIT_KEY_FILE}
     if on_postgresql():  # a server the child cannot reach: no socket of any kind (asserted below)
         expected_database = {}
     else:
         secrets["database"] = Path(settings.DATABASES["default"]["TEST"]["NAME"])
         expected_database = {"database": "FileNotFoundError"}
-    try:
-        sandbox = Sandbox(mode="namespaces", hidden=(*pdf_sandbox().hidden, str(data)))
-        outcomes = _probe(sandbox, readable=cuad(WEB_HOSTING), write=REPO / "test-artifacts" / "planted.txt",
-                          secrets=secrets)
-    finally:
-        (data / "secret_key").unlink()
+    sandbox = Sandbox(mode="namespaces", hidden=(*pdf_sandbox().hidden, str(data_dir_secret.parent)))
+    outcomes = _probe(sandbox, readable=cuad(WEB_HOSTING), write=REPO / "test-artifacts" / "planted.txt",
+                      secrets=secrets)
     assert outcomes == {
         "environment": [],
         "socket": "PermissionError", "unix_socket": "PermissionError",
@@ -89,34 +94,29 @@ def _served_probe(sandbox: Sandbox, *, secrets: dict[str, Path], write: Path) ->
     request = {"input": SERVED_FILE, "write": str(write), "parent": "own",
                "secrets": {name: str(path) for name, path in secrets.items()}}
     server = PdfServer(sandbox)
+    replies: list[object] = []
     try:
         child = server.spawn("tests.sandbox_probe", [json.dumps(request)], file=cuad(WEB_HOSTING))
-        output = b""
-        while chunk := os.read(child.stdout_fd, 1 << 16):
-            output += chunk
-        errors = os.read(child.stderr_fd, 1 << 16).decode()
-        assert child.wait(timeout=60) == 0, errors
-        child.close()
+        returncode, errors = run_started(child, timeout_s=60, max_output_bytes=1 << 20, on_message=replies.append)
     finally:
         server.close()
-    return dict(json.loads(output))
+    assert returncode == 0, errors
+    [outcomes] = replies
+    assert isinstance(outcomes, dict)
+    return outcomes
 
 
-def test_a_child_forked_by_the_pdf_server_is_confined_like_a_fresh_one(secret_environment, tmp_path: Path) -> None:
+def test_a_child_forked_by_the_pdf_server_is_confined_like_a_fresh_one(secret_environment, data_dir_secret: Path,
+                                                                      tmp_path: Path) -> None:
     """The server is not under seccomp (it forks) and its children share its memory layout: what a compromised
     MuPDF in such a child reaches must still be nothing. Its parent is now in its PID namespace: the server's
     memory and environment must be closed to it (PR_SET_DUMPABLE 0)."""
-    data = REPO / "test-artifacts" / "sandbox-data"
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "secret_key").write_text("dev-secret")
-    secrets = {"data_dir_secret": data / "secret_key", "audit_key": settings.AUDIT_KEY_FILE,
+    secrets = {"data_dir_secret": data_dir_secret, "audit_key": settings.AUDIT_KEY_FILE,
                "stored_pdf_by_path": cuad(WEB_HOSTING)}
-    try:
-        sandbox = Sandbox(mode="namespaces", hidden=(*pdf_sandbox().hidden, str(data), str(cuad(WEB_HOSTING).parent)))
-        outcomes = _served_probe(sandbox, secrets=secrets, write=REPO / "test-artifacts" / "planted.txt")
-        basic = _served_probe(Sandbox(mode="basic"), secrets={}, write=tmp_path / "planted.txt")
-    finally:
-        (data / "secret_key").unlink()
+    hidden = (*pdf_sandbox().hidden, str(data_dir_secret.parent), str(cuad(WEB_HOSTING).parent))
+    outcomes = _served_probe(Sandbox(mode="namespaces", hidden=hidden), secrets=secrets,
+                             write=REPO / "test-artifacts" / "planted.txt")
+    basic = _served_probe(Sandbox(mode="basic"), secrets={}, write=tmp_path / "planted.txt")
     assert outcomes == {
         "environment": [],
         "socket": "PermissionError", "unix_socket": "PermissionError",
