@@ -56,7 +56,11 @@ _STOP_WORDS_TEXT = (
 )
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+# A word, or an initialism written with dots ("A.B.", "U.S.A."), read as one word: "A.B. Watley" is "AB Watley".
+_TOKEN = re.compile(r"(?<![^\W_])(?:[^\W\d_]\.)+[^\W\d_](?![^\W_])\.?|[^\W_]+", re.UNICODE)
+# A misspelt name still names its document: "Watley" for "Wately", one letter off. Only for words this long (a
+# short word is one letter from many others), written as names, and starting with the same letter.
+FUZZY_MIN_LENGTH = 5
 _SPOKEN_NAMES = frozenset({"title", "type", "party", "alias", "author"})
 _POSTMODIFIERS = frozenset({"for", "on", "regarding", "concerning", "relating", "covering", "about", "of", "re",
                             "dated", "from", "in"})
@@ -114,8 +118,44 @@ def fold(word: str) -> str:
 def question_words(text: str) -> list[Word]:
     """The words of a question with their places: "Papa John's" -> papa, john."""
     cleaned = _POSSESSIVE.sub(lambda m: " " * len(m.group()), unicodedata.normalize("NFKC", text))
-    return [Word(raw=m.group(), start=m.start(), end=m.end(), token=fold(m.group()))
+    return [Word(raw=m.group(), start=m.start(), end=m.end(), token=fold(m.group().replace(".", "")))
             for m in _TOKEN.finditer(cleaned)]
+
+
+def is_initialism(word: Word) -> bool:
+    """Written as letters with dots ("A.B."): the documents' text may hold it as separate letters."""
+    return "." in word.raw
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """One letter inserted, deleted, replaced, or two neighbours swapped: "watley" and "wately"."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    start = 0
+    while start < len(a) and a[start] == b[start]:
+        start += 1
+    if len(a) < len(b):
+        return a[start:] == b[start + 1:]
+    return a[start + 1:] == b[start + 1:] or (
+        start + 1 < len(a) and a[start] == b[start + 1] and a[start + 1] == b[start] and a[start + 2:] == b[start + 2:])
+
+
+def may_be_misspelt_name(word: Word) -> bool:
+    token = word.token
+    return len(token) >= FUZZY_MIN_LENGTH and not token.isdigit() and _written_as_name(word) and is_content(token)
+
+
+def misspelt_name(word: Word, vocabulary: Iterable[str]) -> str | None:
+    """The name word this word of a question is a misspelling of, if it is written as a name and one edit from
+    exactly one of them."""
+    token = word.token
+    if not may_be_misspelt_name(word):
+        return None
+    near = {name for name in vocabulary
+            if len(name) >= FUZZY_MIN_LENGTH and name[0] == token[0] and one_edit_apart(token, name)}
+    return near.pop() if len(near) == 1 else None
 
 
 def name_tokens(text: str, *, camel: bool = False) -> list[str]:
@@ -238,7 +278,9 @@ def without_mentions(question: str, mentions: Sequence[Mention], *, describing: 
             while 0 <= near < len(words) and near not in drop and words[near].token not in _QUESTION_WORDS and (
                     step < 0 or words[near].token not in _POSTMODIFIERS) and (
                     not is_content(words[near].token) or (step > 0 and words[near].token in describing)):
-                if _BOUNDARY.search(_gap(question, words[near], words[near - step])):
+                # "Acme, Inc.": the legal form after a name's comma is part of the name.
+                legal_form = step > 0 and words[near].token in CORPORATE_SUFFIXES
+                if _BOUNDARY.search(_gap(question, words[near], words[near - step])) and not legal_form:
                     break
                 drop.add(near)
                 near += step
@@ -275,6 +317,7 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
     names, and each run of two or more consecutive words shared with a name."""
     tokens = [word.token for word in words]
     said = set(tokens)
+    said_anywhere = {t for name in document.names for t in _name_tokens(name.text, name.kind == "file")} & said
     for name in document.names:
         name_words = _name_tokens(name.text, name.kind == "file")
         if not name_words:
@@ -285,7 +328,13 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
                 continue
         vocabulary = set(name_words)
         for position, token in enumerate(tokens):
-            if token not in vocabulary or not is_content(token):
+            if token not in vocabulary:
+                # Counted as the name's own word: its specificity is that word's, which the documents hold.
+                near = None if token in said_anywhere else misspelt_name(words[position], vocabulary)
+                if near is not None:
+                    yield name.kind, (near,), [position]
+                continue
+            if not is_content(token):
                 continue
             if name.kind != "keyword" or _written_as_name(words[position]):
                 yield name.kind, (token,), [position]

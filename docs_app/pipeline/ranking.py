@@ -30,10 +30,15 @@ import numpy.typing as npt
 from docs_app.pipeline.mentions import (
     DocumentNames,
     Mention,
+    Word,
     is_content,
+    is_initialism,
+    may_be_misspelt_name,
     mention_units,
     mentions_pick,
     mentions_score,
+    misspelt_name,
+    name_tokens,
     question_words,
     specificity_from_counts,
     without_mentions,
@@ -46,6 +51,8 @@ DESCRIBING_SPECIFICITY = 0.5
 # ... or when it is on this share of their passages, this many times its share over the whole scope.
 TOPICAL_SHARE = 0.05
 TOPICAL_RATIO = 3.0
+# A misspelt name is looked up by its first letters: a typo there is rarer than after them.
+MISSPELT_PREFIX = 3
 
 # Common English function words: they match nearly every passage, so as OR terms they only add noise.
 _STOP_WORDS_TEXT = (
@@ -96,8 +103,9 @@ class SearchIndex(Protocol):
 
     def document_count(self) -> int: ...
 
-    def document_names(self, tokens: Sequence[str], *, limit: int) -> list[DocumentNames]:
-        """Documents whose names share a word with `tokens` (folded, see mentions.fold), best first."""
+    def document_names(self, tokens: Sequence[str], *, limit: int, prefixes: Sequence[str] = ()) -> list[DocumentNames]:
+        """Documents whose names share a word with `tokens` (folded, see mentions.fold), or hold a word starting
+        with one of `prefixes`, best first."""
         ...
 
     def document_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
@@ -162,6 +170,7 @@ def documents_named(question: str, *, index: SearchIndex, options: RankingOption
     if not options.route or not tokens or count <= 1:
         return []
     candidates = index.document_names(tokens, limit=options.name_candidates)
+    candidates += _misspelt_candidates(question, candidates, index=index, options=options)
     if not candidates:
         return []
     units = mention_units(question, candidates)
@@ -170,6 +179,21 @@ def documents_named(question: str, *, index: SearchIndex, options: RankingOption
     scored = mentions_score(question, candidates, specificity=specificity)
     return mentions_pick(scored, threshold=options.mention_threshold, ratio=options.mention_ratio,
                          max_documents=options.focus_scope)
+
+
+def _misspelt_candidates(question: str, found: Sequence[DocumentNames], *, index: SearchIndex,
+                         options: RankingOptions) -> list[DocumentNames]:
+    """Documents that a word written as a name, found in no name, may name misspelt ("Watley" for "Wately"): those
+    with a name word of its first letters; `mentions_score` keeps the ones one edit away."""
+    said = {token for document in found for name in document.names
+            for token in name_tokens(name.text, camel=name.kind == "file")}
+    prefixes = list(dict.fromkeys(word.token[:MISSPELT_PREFIX] for word in question_words(question)
+                                  if word.token not in said and may_be_misspelt_name(word)))
+    if not prefixes:
+        return []
+    known = {document.document_id for document in found}
+    return [document for document in index.document_names([], limit=options.name_candidates, prefixes=prefixes)
+            if document.document_id not in known]
 
 
 def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[Sequence[str]], npt.NDArray[np.float32]],
@@ -238,8 +262,25 @@ def names_absent(question: str, *, index: SearchIndex) -> list[str]:
             candidates.setdefault(word.token, word.raw)
     if not candidates:
         return []
-    frequency = index.document_frequency({(token,) for token in candidates})
-    return [raw for token, raw in candidates.items() if not frequency.get((token,), 0)]
+    # An initialism ("A.B.") may be written as one word or as its letters in the documents.
+    spelt = {word.token: tuple(word.token) for word in words if is_initialism(word) and word.token in candidates}
+    frequency = index.document_frequency({(token,) for token in candidates} | set(spelt.values()))
+    absent = {token for token in candidates
+              if not frequency.get((token,), 0) and not frequency.get(spelt.get(token, ()), 0)}
+    if absent:
+        absent -= _misspelt_names(words, absent, index=index)
+    return [raw for token, raw in candidates.items() if token in absent]
+
+
+def _misspelt_names(words: Sequence[Word], absent: set[str], *, index: SearchIndex) -> set[str]:
+    """The absent words that are one letter off a name of a document the rest of the question points to ("the
+    A.B. Watley contract" for the contract of "AB Wately, Inc."): a typo, not a name the documents lack."""
+    tokens = list(dict.fromkeys(w.token for w in words if is_content(w.token) and w.token not in absent))
+    if not tokens:
+        return set()
+    vocabulary = {token for document in index.document_names(tokens, limit=RankingOptions().name_candidates)
+                  for name in document.names for token in name_tokens(name.text, camel=name.kind == "file")}
+    return {word.token for word in words if word.token in absent and misspelt_name(word, vocabulary)}
 
 
 def _what_is_asked(question: str, named: list[Mention], *, index: SearchIndex) -> str:

@@ -148,19 +148,21 @@ class ScopeIndex:
             self._passages_of = dict(documents.values_list("id", "chunk_count"))
         return self._passages_of
 
-    def document_names(self, tokens: Sequence[str], *, limit: int) -> list[DocumentNames]:
+    def document_names(self, tokens: Sequence[str], *, limit: int, prefixes: Sequence[str] = ()) -> list[DocumentNames]:
         where, params = self._scope_sql()
+        starts = _tsquery_words(prefixes)
         if connection.vendor == "postgresql":
             sql = ("SELECT d.id FROM docs_app_document d, to_tsquery('simple', %s) q "  # noqa: S608
                    "WHERE to_tsvector('simple', d.names) @@ q AND " + where
                    + " ORDER BY ts_rank_cd(to_tsvector('simple', d.names), q) DESC, d.id LIMIT %s")
-            params = [" | ".join(_tsquery_words(tokens)), *params, limit]
+            params = [" | ".join([*_tsquery_words(tokens), *(f"{start}:*" for start in starts)]), *params, limit]
         else:
             sql = ("SELECT d.id FROM docs_app_document_names_fts f JOIN docs_app_document d ON d.id = f.rowid "  # noqa: S608
                    "WHERE docs_app_document_names_fts MATCH %s AND " + where
                    + " ORDER BY bm25(docs_app_document_names_fts), d.id LIMIT %s")
-            params = [fts5_query(tokens), *params, limit]
-        if not tokens:
+            params = [" OR ".join(filter(None, [fts5_query(tokens), *(f'"{start}" *' for start in starts)])),
+                      *params, limit]
+        if not tokens and not starts:
             return []
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

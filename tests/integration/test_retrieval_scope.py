@@ -30,6 +30,9 @@ def test_a_document_named_in_any_phrasing_is_searched_and_a_scope_is_kept(servic
     # Named by a party, the hosting agreement; named by nothing, no document is singled out.
     assert chunks_retrieve(user=user, query="What fees does Horst Entertainment pay?", k=3)[0].document_id \
         == hosting.pk
+    # A party misspelt by one letter, and nothing else naming the document: found by the name's first letters.
+    misspelt = chunks_retrieve(user=user, query="How long is the term of the Migthycell deal?", k=5)
+    assert misspelt and {hit.document_id for hit in misspelt} == {venture.pk}
     unnamed = chunks_retrieve(user=user, query="How can this agreement be terminated?", k=5)
     assert len({hit.document_id for hit in unnamed}) >= 2
 

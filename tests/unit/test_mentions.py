@@ -94,6 +94,29 @@ def test_question_words_fold_possessives_and_plurals() -> None:
     assert [w.token for w in question_words("Papa John's licenses")] == ["papa", "john", "license"]
 
 
+def test_an_initialism_with_dots_is_one_word() -> None:
+    words = question_words("Is A.B. Watley in the U.S.A. or I.B.M, v.3?")
+    assert [w.token for w in words] == ["is", "ab", "watley", "in", "the", "usa", "or", "ibm", "v", "3"]
+    assert [w.raw for w in words][1] == "A.B."
+
+
+def test_a_name_misspelt_by_one_letter_names_its_document_when_written_as_a_name() -> None:
+    assert named("Who pays freight under the Nortwhind agreement?") == [1]  # two letters swapped
+    assert named("Who pays freight under the Northwnd agreement?") == [1]  # one left out
+    assert named("Who pays freight under the nortwhind agreement?") == []  # lower case: a word, not a name
+    assert named("Who pays freight under the Mortwhind agreement?") == []  # the first letter is not misspelt
+    assert named("Who pays freight under the Nortwhimd agreement?") == []  # two letters off
+
+
+def test_a_legal_form_after_the_comma_of_a_name_goes_with_it() -> None:
+    question = "What is the governing law for the agreement with Northwind Traders, Inc.?"
+    units = mention_units(question, DOCUMENTS)
+    specificity = {unit: specificity_from_counts(FREQUENCY.get(unit, 40), 40) for unit in units}
+    picked = mentions_pick(mentions_score(question, DOCUMENTS, specificity=specificity))
+    assert [m.document_id for m in picked] == [1]
+    assert without_mentions(question, picked) == "What is the governing law?"
+
+
 def test_a_keyword_names_a_document_only_when_the_question_writes_it_as_a_name() -> None:
     """Keywords are capitalised words of a document's opening ("Knowledge", "Rural"): the same word in lower case
     in a question is a word, not a name."""

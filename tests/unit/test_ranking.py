@@ -41,8 +41,9 @@ class FakeIndex:
     def document_count(self) -> int:
         return len(NAMES)
 
-    def document_names(self, tokens: Sequence[str], *, limit: int) -> list[DocumentNames]:
-        return [n for n in NAMES.values() if set(tokens) & {t for name in n.names for t in words(name.text)}]
+    def document_names(self, tokens: Sequence[str], *, limit: int, prefixes: Sequence[str] = ()) -> list[DocumentNames]:
+        return [n for n in NAMES.values() if any(t in tokens or t.startswith(tuple(prefixes))
+                                                 for name in n.names for t in words(name.text))]
 
     def document_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         return {unit: sum(all(t in words(" ".join(v for c, v in TEXTS.items() if c // 10 == d)) for t in unit)
@@ -87,6 +88,17 @@ def test_a_question_naming_a_document_is_answered_from_it_in_any_phrasing() -> N
         assert ranking.ordered[0] == 21
 
 
+def test_a_misspelt_name_written_as_a_name_still_names_its_document() -> None:
+    """No other word of the question finds the document: it is looked up by the name's first letters."""
+    ranking = passages_rank("Which law governs the Nortwhind deal?", index=FakeIndex(), embed=embed,
+                            options=RankingOptions())
+    assert [m.document_id for m in ranking.named] == [1]
+    assert ranking.ordered[0] == 11
+    # In lower case it is a word, not a name; and two letters off is another word.
+    for other in ("Which law governs the nortwhind deal?", "Which law governs the Nortwhimd deal?"):
+        assert passages_rank(other, index=FakeIndex(), embed=embed, options=RankingOptions()).named == []
+
+
 def test_a_question_naming_nothing_is_not_routed_and_shows_each_document_first() -> None:
     ranking = passages_rank("Which law governs?", index=FakeIndex(), embed=embed, options=RankingOptions())
     assert ranking.named == []
@@ -124,3 +136,6 @@ def test_names_the_scope_never_mentions_are_found_as_the_question_wrote_them() -
     # In Title Case every word is capitalised: no evidence of a name. Codes with digits are written many ways.
     assert names_absent("Does The Ginares Lease Allow Early Termination?", index=index) == []
     assert names_absent("Is the V30M variant or HIV1 mentioned?", index=index) == []
+    # One letter off a name of the document the rest of the question names: a typo, answered, not absent.
+    assert names_absent("Who may terminate the Nortwhind supply agreement?", index=index) == []
+    assert names_absent("Who may terminate the Nortwhimd supply agreement?", index=index) == ["Nortwhimd"]
