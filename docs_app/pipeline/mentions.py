@@ -162,6 +162,12 @@ def name_tokens(text: str, *, camel: bool = False) -> list[str]:
     return list(_name_tokens(text, camel))
 
 
+def names_vocabulary(documents: Iterable[DocumentNames]) -> set[str]:
+    """Every word of the documents' names, folded as a question's words are."""
+    return {token for document in documents for name in document.names
+            for token in _name_tokens(name.text, name.kind == "file")}
+
+
 @functools.lru_cache(maxsize=65536)
 def _name_tokens(text: str, camel: bool) -> tuple[str, ...]:
     """Remembered: a question compares itself with a dozen candidate documents' names, twice."""
@@ -317,7 +323,7 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
     names, and each run of two or more consecutive words shared with a name."""
     tokens = [word.token for word in words]
     said = set(tokens)
-    said_anywhere = {t for name in document.names for t in _name_tokens(name.text, name.kind == "file")} & said
+    said_anywhere = names_vocabulary([document]) & said
     for name in document.names:
         name_words = _name_tokens(name.text, name.kind == "file")
         if not name_words:

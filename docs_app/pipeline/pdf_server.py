@@ -224,10 +224,6 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
-def _fd_limit() -> int:
-    return os.sysconf("SC_OPEN_MAX")
-
-
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
@@ -305,7 +301,7 @@ def _child(control: socket.socket, request: dict[str, object], fds: list[int]) -
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         placed = {0, 1, 2, SERVED_FD, *range(SERVED_EXTRA_FD, SERVED_EXTRA_FD + len(extra))}
-        os.closerange(max(placed) + 1, _fd_limit())
+        os.closerange(max(placed) + 1, os.sysconf("SC_OPEN_MAX"))
         module, args = str(request["module"]), request["args"]
         assert isinstance(args, list)
         sys.argv = [module, *map(str, args)]

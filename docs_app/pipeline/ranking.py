@@ -38,7 +38,7 @@ from docs_app.pipeline.mentions import (
     mentions_pick,
     mentions_score,
     misspelt_name,
-    name_tokens,
+    names_vocabulary,
     question_words,
     specificity_from_counts,
     without_mentions,
@@ -185,8 +185,7 @@ def _misspelt_candidates(question: str, found: Sequence[DocumentNames], *, index
                          options: RankingOptions) -> list[DocumentNames]:
     """Documents that a word written as a name, found in no name, may name misspelt ("Watley" for "Wately"): those
     with a name word of its first letters; `mentions_score` keeps the ones one edit away."""
-    said = {token for document in found for name in document.names
-            for token in name_tokens(name.text, camel=name.kind == "file")}
+    said = names_vocabulary(found)
     prefixes = list(dict.fromkeys(word.token[:MISSPELT_PREFIX] for word in question_words(question)
                                   if word.token not in said and may_be_misspelt_name(word)))
     if not prefixes:
@@ -278,8 +277,7 @@ def _misspelt_names(words: Sequence[Word], absent: set[str], *, index: SearchInd
     tokens = list(dict.fromkeys(w.token for w in words if is_content(w.token) and w.token not in absent))
     if not tokens:
         return set()
-    vocabulary = {token for document in index.document_names(tokens, limit=RankingOptions().name_candidates)
-                  for name in document.names for token in name_tokens(name.text, camel=name.kind == "file")}
+    vocabulary = names_vocabulary(index.document_names(tokens, limit=RankingOptions().name_candidates))
     return {word.token for word in words if word.token in absent and misspelt_name(word, vocabulary)}
 
 
