@@ -275,7 +275,19 @@ def without_mentions(question: str, mentions: Sequence[Mention], *, describing: 
     for left, right in pairwise(sorted(drop)):
         if all(not is_content(words[p].token) for p in range(left + 1, right)):
             drop.update(range(left + 1, right))
-    _drop_postmodifiers(question, words, drop, describing)
+    # Until nothing more goes: a describing word taken with a name ("... and A.B. Watley, Inc.") may be followed
+    # by a phrase that describes the document too ("for Market Data Software").
+    dropped = 0
+    while len(drop) > dropped:
+        dropped = len(drop)
+        _drop_postmodifiers(question, words, drop, describing)
+        _drop_neighbours(question, words, drop, describing)
+    kept = " ".join(word.raw for index, word in enumerate(words) if index not in drop)
+    return f"{kept}?" if kept and question.rstrip().endswith("?") else kept
+
+
+def _drop_neighbours(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str]) -> None:
+    """The function words either side of the dropped words, and describing words after them, up to punctuation."""
     for position in sorted(drop):
         for step in (-1, 1):
             near = position + step
@@ -290,8 +302,6 @@ def without_mentions(question: str, mentions: Sequence[Mention], *, describing: 
                     break
                 drop.add(near)
                 near += step
-    kept = " ".join(word.raw for index, word in enumerate(words) if index not in drop)
-    return f"{kept}?" if kept and question.rstrip().endswith("?") else kept
 
 
 def _gap(question: str, a: Word, b: Word) -> str:
@@ -303,9 +313,8 @@ def _drop_postmodifiers(question: str, words: Sequence[Word], drop: set[int], de
     or a verb that asks about the document's content: it starts with a preposition and holds a describing word."""
     for position in sorted(drop):
         start = position + 1
-        while start < len(words) and start not in drop and words[start].token in CORPORATE_SUFFIXES \
-                and not _BOUNDARY.search(_gap(question, words[start - 1], words[start])):
-            start += 1  # "Acme, Inc. for ...": the legal form before the preposition
+        while start < len(words) and start not in drop and words[start].token in CORPORATE_SUFFIXES:
+            start += 1  # "Acme, Inc. for ...": the legal form (after a comma or not) before the preposition
         if start in drop or start >= len(words) or words[start].token not in _POSTMODIFIERS \
                 or _BOUNDARY.search(_gap(question, words[start - 1], words[start])):
             continue

@@ -129,3 +129,15 @@ def test_a_keyword_names_a_document_only_when_the_question_writes_it_as_a_name()
 
     assert picked("Do patterns of knowledge and attitudes exist among unvaccinated seniors?") == []
     assert picked("What does the RKI measure in the survey?") == [7]
+
+
+def test_a_describing_phrase_after_a_describing_word_taken_with_the_name_goes_too() -> None:
+    """"... and A.B. Watley, Inc. for market data software": the name matched is the first party; the second is
+    taken as describing it, and the phrase after that second party's legal form describes the contract too."""
+    question = ("What is the governing law for the agreement between Northwind Traders, Inc. and A.B. Watley, Inc. "
+                "for market data software?")
+    named = [Mention(1, 2.0, (9, 10))]  # "Northwind Traders"
+    assert without_mentions(question, named, describing={"ab", "watley", "software"}) == "What is the governing law?"
+    # The phrase holds no describing word: it may be what is asked, and stays.
+    assert without_mentions(question, named, describing={"ab", "watley"}) \
+        == "What is the governing law for market data software?"
