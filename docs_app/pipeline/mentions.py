@@ -261,13 +261,14 @@ def specificity_from_counts(document_frequency: int, documents: int) -> float:
     return log(documents / df) / log(documents)
 
 
-def without_mentions(question: str, mentions: Sequence[Mention], *, describing: Collection[str] = ()) -> str:
+def without_mentions(question: str, mentions: Sequence[Mention], *, describing: Collection[str] = (),
+                     every_phrase: bool = False) -> str:
     """What the question asks once the words that named documents are taken out, with the function words
     that only tied them into the sentence ("for the Acme Supply Agreement between Acme Inc. and Beta LLC"
     goes as a whole, up to the punctuation around it) and what describes the named documents: `describing`
     words next to a name, or a phrase after it that holds one ("the Acme agreement for Widget Distribution in
     Europe"; "the Acme agreement for indirect damages" keeps its phrase when no word of it is describing).
-    Unchanged when nothing was named."""
+    `every_phrase`: any such phrase goes, describing word or not. Unchanged when nothing was named."""
     words = question_words(question)
     drop = {p for m in mentions for p in m.words}
     if not drop:
@@ -280,7 +281,7 @@ def without_mentions(question: str, mentions: Sequence[Mention], *, describing: 
     dropped = 0
     while len(drop) > dropped:
         dropped = len(drop)
-        _drop_postmodifiers(question, words, drop, describing)
+        _drop_postmodifiers(question, words, drop, describing, every_phrase=every_phrase)
         _drop_neighbours(question, words, drop, describing)
     kept = " ".join(word.raw for index, word in enumerate(words) if index not in drop)
     return f"{kept}?" if kept and question.rstrip().endswith("?") else kept
@@ -308,9 +309,11 @@ def _gap(question: str, a: Word, b: Word) -> str:
     return question[min(a.end, b.end):max(a.start, b.start)]
 
 
-def _drop_postmodifiers(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str]) -> None:
+def _drop_postmodifiers(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str], *,
+                        every_phrase: bool) -> None:
     """A phrase after a document's name that describes it goes with the name, up to punctuation, a question word
-    or a verb that asks about the document's content: it starts with a preposition and holds a describing word."""
+    or a verb that asks about the document's content: it starts with a preposition and holds a describing word
+    (or is any such phrase: `every_phrase`)."""
     for position in sorted(drop):
         start = position + 1
         while start < len(words) and start not in drop and words[start].token in CORPORATE_SUFFIXES:
@@ -323,7 +326,7 @@ def _drop_postmodifiers(question: str, words: Sequence[Word], drop: set[int], de
                 and words[end].token not in _ASKING_VERBS \
                 and not _BOUNDARY.search(_gap(question, words[end - 1], words[end])):
             end += 1
-        if any(words[p].token in describing for p in range(start, end)):
+        if every_phrase or any(words[p].token in describing for p in range(start, end)):
             drop.update(range(position + 1, end))
 
 

@@ -208,10 +208,10 @@ def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[Sequenc
     if not named and previous:
         named = documents_named(previous, index=index, options=options)
         from_previous = bool(named)
-    asking = _what_is_asked(question, named, index=index) if named and not from_previous else question
-    if not keyword_terms(asking):
-        asking = question
-    texts = list(dict.fromkeys([question, asking]))
+    asked = _what_is_asked(question, named, index=index) if named and not from_previous else [question]
+    asked = [text for text in asked if keyword_terms(text)] or [question]
+    asking = asked[0]
+    texts = list(dict.fromkeys([question, *asked]))
     vectors = dict(zip(texts, embed(texts), strict=True))
     limit = options.candidates
     focus: list[int] | None = [m.document_id for m in named] or None
@@ -219,9 +219,10 @@ def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[Sequenc
 
     rankings: list[tuple[float, Sequence[int]]] = []
     if focus is not None or focused_scope:
-        terms = _discriminating(keyword_terms(asking), index=index, document_ids=focus, options=options)
-        rankings += [(1.0, index.dense(vectors[asking], limit=limit, document_ids=focus)),
-                     (options.keyword_weight, index.keyword(terms, limit=limit, document_ids=focus))]
+        for text in asked:
+            terms = _discriminating(keyword_terms(text), index=index, document_ids=focus, options=options)
+            rankings += [(1.0, index.dense(vectors[text], limit=limit, document_ids=focus)),
+                         (options.keyword_weight, index.keyword(terms, limit=limit, document_ids=focus))]
     weight = options.global_weight if focus is not None else 1.0
     if not focused_scope and weight > 0:
         by_keyword = index.keyword(keyword_terms(asking), limit=max(limit, options.completion_candidates))
@@ -281,12 +282,17 @@ def _misspelt_names(words: Sequence[Word], absent: set[str], *, index: SearchInd
     return {word.token for word in words if word.token in absent and misspelt_name(word, vocabulary)}
 
 
-def _what_is_asked(question: str, named: list[Mention], *, index: SearchIndex) -> str:
+def _what_is_asked(question: str, named: list[Mention], *, index: SearchIndex) -> list[str]:
     """The question without the words that name the documents, nor those that describe them next to their
     names ("the Cooperation Agreement between A and B for Renewable Energy Projects": the projects are the
     contract's subject, not what is asked). A word describes the named documents when it is specific to them
     (rare in the scope, present in them) or topical in them (far more frequent in their passages than in the
-    scope's)."""
+    scope's).
+
+    A phrase after a name that holds no such word is undecided: "the Acme agreement for indirect damages" asks
+    about damages, "the BicycleTX agreement for Chief Business Officer Position" describes the contract in words
+    common in the scope. Then both readings are returned, the one keeping the phrase first, and passages are
+    ranked for each (CUAD dev, 60 contracts: MRR +0.01 to +0.02 named first or last, hit@5 +0.01; README)."""
     tokens = list(dict.fromkeys(w.token for w in question_words(question) if is_content(w.token)))
     frequency = index.document_frequency({(token,) for token in tokens})
     in_named = index.term_shares(tokens, document_ids=[m.document_id for m in named])
@@ -299,7 +305,9 @@ def _what_is_asked(question: str, named: list[Mention], *, index: SearchIndex) -
         topical = share >= TOPICAL_SHARE and share >= TOPICAL_RATIO * in_scope.get(token, 0.0)
         if share > 0 and (specific or topical):
             describing.add(token)
-    return without_mentions(question, named, describing=describing)
+    asked = without_mentions(question, named, describing=describing)
+    core = without_mentions(question, named, describing=describing, every_phrase=True)
+    return list(dict.fromkeys([asked, core]))
 
 
 def _each_document_first(ordered: list[int], owners: dict[int, int]) -> list[int]:

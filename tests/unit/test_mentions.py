@@ -84,6 +84,8 @@ def test_a_phrase_describing_the_named_document_goes_with_its_name_and_the_quest
     # Without a describing word the phrase may be what is asked: kept.
     asked = "Is there a cap in the Northwind agreement for indirect damages?"
     assert without_mentions(asked, [Mention(1, 2.0, (6,))]) == "Is there a cap for indirect damages?"
+    # Read as undecided, it goes too.
+    assert without_mentions(asked, [Mention(1, 2.0, (6,))], every_phrase=True) == "Is there a cap?"
     # Unpunctuated, the describing phrase ends where the question asks what the document says.
     unpunctuated = "Does the Northwind agreement for Widget Distribution include an exclusivity clause?"
     assert without_mentions(unpunctuated, [Mention(1, 2.0, (2, 3))], describing={"widget"}) \

@@ -99,6 +99,19 @@ def test_a_misspelt_name_written_as_a_name_still_names_its_document() -> None:
         assert passages_rank(other, index=FakeIndex(), embed=embed, options=RankingOptions()).named == []
 
 
+def test_a_phrase_after_a_name_that_may_be_asked_is_ranked_both_ways() -> None:
+    """"for notice" holds no word describing the lease (notice is in both contracts): it may be what is asked,
+    or the writer's description of the lease. Passages are ranked for both readings; "for the tenant" describes
+    it (only the lease speaks of a tenant) and goes."""
+    undecided = passages_rank("Which law governs the Harbor Point lease for notice?", index=FakeIndex(),
+                              embed=embed, options=RankingOptions())
+    assert undecided.asked[1:] == ["Which law governs for notice?", "Which law governs?"]
+    assert undecided.ordered[0] == 21
+    described = passages_rank("Which law governs the Harbor Point lease for the tenant?", index=FakeIndex(),
+                              embed=embed, options=RankingOptions())
+    assert described.asked[1:] == ["Which law governs?"]
+
+
 def test_a_question_naming_nothing_is_not_routed_and_shows_each_document_first() -> None:
     ranking = passages_rank("Which law governs?", index=FakeIndex(), embed=embed, options=RankingOptions())
     assert ranking.named == []
