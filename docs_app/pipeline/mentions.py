@@ -142,6 +142,13 @@ def one_edit_apart(a: str, b: str) -> bool:
         start + 1 < len(a) and a[start] == b[start + 1] and a[start + 1] == b[start] and a[start + 2:] == b[start + 2:])
 
 
+def joined_words(word: Word) -> tuple[str, ...]:
+    """The words a word written in camel case joins, as file names write names ("PapaJohnsInternationalInc" ->
+    papa, john, international, inc); empty for any other word."""
+    parts = _name_tokens(word.raw, True)
+    return parts if len(parts) > 1 else ()
+
+
 def may_be_misspelt_name(word: Word) -> bool:
     token = word.token
     return len(token) >= FUZZY_MIN_LENGTH and not token.isdigit() and _written_as_name(word) and is_content(token)
@@ -336,6 +343,10 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
     tokens = [word.token for word in words]
     said = set(tokens)
     said_anywhere = names_vocabulary([document]) & said
+    # Read off each word once, not once per name: a question is compared with a dozen documents' names.
+    joined = {position: parts for position, word in enumerate(words) if (parts := joined_words(word))}
+    fuzzy = {position for position, word in enumerate(words) if word.token not in said_anywhere
+             and may_be_misspelt_name(word)}
     for name in document.names:
         name_words = _name_tokens(name.text, name.kind == "file")
         if not name_words:
@@ -347,8 +358,11 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
         vocabulary = set(name_words)
         for position, token in enumerate(tokens):
             if token not in vocabulary:
+                if position in joined and _stands_in(joined[position], name_words):
+                    yield name.kind, joined[position], [position]
+                    continue
                 # Counted as the name's own word: its specificity is that word's, which the documents hold.
-                near = None if token in said_anywhere else misspelt_name(words[position], vocabulary)
+                near = misspelt_name(words[position], vocabulary) if position in fuzzy else None
                 if near is not None:
                     yield name.kind, (near,), [position]
                 continue
@@ -361,6 +375,13 @@ def _matches(words: Sequence[Word], document: DocumentNames) -> Iterable[tuple[s
             content = [t for t in run if t not in STOP_WORDS]
             if len(content) >= 2 and any(is_content(t) for t in run):
                 yield name.kind, run, list(range(start, start + length))
+
+
+def _stands_in(parts: tuple[str, ...], name_words: Sequence[str]) -> bool:
+    """The words stand together in the name: a word written in camel case ("PapaJohnsInternationalInc", as file
+    names write it) joins the words of "Papa John's International, Inc."."""
+    width = len(parts)
+    return any(tuple(name_words[i:i + width]) == parts for i in range(len(name_words) - width + 1))
 
 
 def _written_as_name(word: Word) -> bool:

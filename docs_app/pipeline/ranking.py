@@ -33,6 +33,7 @@ from docs_app.pipeline.mentions import (
     Word,
     is_content,
     is_initialism,
+    joined_words,
     may_be_misspelt_name,
     mention_units,
     mentions_pick,
@@ -109,7 +110,7 @@ class SearchIndex(Protocol):
         ...
 
     def document_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
-        """For each word or run of words, in how many documents' text it occurs."""
+        """For each word or run of words, in how many documents it occurs: in their text or their names."""
         ...
 
     def dense(self, vector: Vector, *, limit: int, document_ids: Sequence[int] | None = None,
@@ -262,11 +263,14 @@ def names_absent(question: str, *, index: SearchIndex) -> list[str]:
             candidates.setdefault(word.token, word.raw)
     if not candidates:
         return []
-    # An initialism ("A.B.") may be written as one word or as its letters in the documents.
-    spelt = {word.token: tuple(word.token) for word in words if is_initialism(word) and word.token in candidates}
-    frequency = index.document_frequency({(token,) for token in candidates} | set(spelt.values()))
+    # An initialism ("A.B.") may be written as one word or as its letters in the documents; a name joined in camel
+    # case ("PapaJohns", as file names write it) as its words.
+    apart = {word.token: tuple(word.token) if is_initialism(word) else joined_words(word)
+             for word in words if word.token in candidates}
+    apart = {token: parts for token, parts in apart.items() if parts}
+    frequency = index.document_frequency({(token,) for token in candidates} | set(apart.values()))
     absent = {token for token in candidates
-              if not frequency.get((token,), 0) and not frequency.get(spelt.get(token, ()), 0)}
+              if not frequency.get((token,), 0) and not frequency.get(apart.get(token, ()), 0)}
     if absent:
         absent -= _misspelt_names(words, absent, index=index)
     return [raw for token, raw in candidates.items() if token in absent]

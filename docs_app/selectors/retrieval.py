@@ -177,8 +177,35 @@ class ScopeIndex:
         return [found[i] for i in ids if i in found]
 
     def document_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+        """In how many of the scope's documents each unit occurs, in the text or in the names: a word of file names
+        ("EX", "2020", "Service") occurs in few texts but says little about which file is meant."""
         counted = self._occurring(list(units), None)
-        return {unit: counted[unit].documents for unit in units}
+        in_names = self._named_with(list(units))
+        return {unit: max(counted[unit].documents, in_names.get(unit, 0)) for unit in units}
+
+    def _named_with(self, units: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+        """For each unit, how many of the scope's documents hold it (as a phrase) in their names."""
+        phrases = [(unit, words) for unit in dict.fromkeys(units) if (words := _tsquery_words(unit))]
+        if not phrases:
+            return {}
+        where, params = self._scope_sql()
+        selects: list[str] = []
+        values: list[Any] = []
+        for position, (_unit, words) in enumerate(phrases):
+            if connection.vendor == "postgresql":
+                selects.append(f"SELECT {position}, COUNT(*) FROM docs_app_document d "  # noqa: S608
+                               "WHERE to_tsvector('simple', d.names) @@ phraseto_tsquery('simple', %s) AND " + where)
+                values += [" ".join(words), *params]
+            else:
+                # CROSS JOIN: the index's matches first. Joined plainly, SQLite walked the scope's documents and ran
+                # the full-text query once for each (124 ms a question at 1,000 documents; 0.1 ms this way).
+                selects.append(f"SELECT {position}, COUNT(*) FROM docs_app_document_names_fts f "  # noqa: S608
+                               "CROSS JOIN docs_app_document d ON d.id = f.rowid "
+                               "WHERE docs_app_document_names_fts MATCH %s AND " + where)
+                values += ['"' + " ".join(words) + '"', *params]
+        with connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(selects), values)
+            return {phrases[int(position)][0]: int(count) for position, count in cursor.fetchall()}
 
     def dense(self, vector: npt.NDArray[np.float32], *, limit: int, document_ids: Sequence[int] | None = None,
               near: Sequence[int] = ()) -> list[int]:

@@ -87,3 +87,19 @@ def test_scope_counts_of_words_and_phrases_follow_the_documents_as_they_come_and
     first.delete()
     assert ScopeIndex(collection_ids=[a.pk], document_ids=None).document_frequency({("royalties",)}) == {
         ("royalties",): 1}
+
+
+def test_words_of_documents_names_count_as_occurring_in_them() -> None:
+    """A file name's words ("EX", "2020") are in few texts but in many names: counted there, they single out no
+    document, while a word only one name holds still singles out its document."""
+    from docs_app.pipeline.mentions import Name, names_text
+    from docs_app.selectors.retrieval import ScopeIndex
+
+    a, b = Collection.objects.create(name="A"), Collection.objects.create(name="B")
+    for collection, stem in [(a, "ACMETRADE_2020-EX-10"), (a, "BETACORP_2020-EX-10"), (b, "GAMMA_2020-EX-10")]:
+        document = _document(collection, stem.lower())
+        document.names = names_text([Name(stem, "file")])
+        document.save(update_fields=["names"])
+    scope = ScopeIndex(collection_ids=[a.pk], document_ids=None)
+    assert scope.document_frequency({("ex",), ("2020", "ex"), ("acmetrade",), ("royalties",), ("gamma",)}) == {
+        ("ex",): 2, ("2020", "ex"): 2, ("acmetrade",): 1, ("royalties",): 2, ("gamma",): 0}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from docs_app.models import Answer, Collection, Conversation, Grant, Role
-from docs_app.selectors.retrieval import chunks_retrieve
+from docs_app.selectors.retrieval import chunks_retrieve, names_absent_from_scope
 from tests.data import JOINT_VENTURE, MAINTENANCE, SPONSORSHIP, WEB_HOSTING, cuad
 from tests.harness import ingest, logged_in, make_user, wait_until
 
@@ -33,6 +33,11 @@ def test_a_document_named_in_any_phrasing_is_searched_and_a_scope_is_kept(servic
     # A party misspelt by one letter, and nothing else naming the document: found by the name's first letters.
     misspelt = chunks_retrieve(user=user, query="How long is the term of the Migthycell deal?", k=5)
     assert misspelt and {hit.document_id for hit in misspelt} == {venture.pk}
+    # Its file name pasted into the question names it, and is no name the documents lack (it is in no text).
+    pasted = "What fees are paid under GALACTICOMMTECHNOLOGIESINC_11_07_1997-EX-10.46-WEB HOSTING AGREEMENT?"
+    assert chunks_retrieve(user=user, query=pasted, k=3)[0].document_id == hosting.pk
+    assert names_absent_from_scope(user=user, query="What fees does GALACTICOMMTECHNOLOGIESINC pay?") == []
+    assert names_absent_from_scope(user=user, query="What fees does Zorblax pay?") == ["Zorblax"]
     unnamed = chunks_retrieve(user=user, query="How can this agreement be terminated?", k=5)
     assert len({hit.document_id for hit in unnamed}) >= 2
 

@@ -143,3 +143,16 @@ def test_a_describing_phrase_after_a_describing_word_taken_with_the_name_goes_to
     # The phrase holds no describing word: it may be what is asked, and stays.
     assert without_mentions(question, named, describing={"ab", "watley"}) \
         == "What is the governing law for market data software?"
+
+
+def test_a_name_written_joined_in_camel_case_names_its_document() -> None:
+    """File names write parties joined ("NorthwindTradersInc_2019-EX-10"), and people paste them."""
+    question = "What is the governing law in NorthwindTraders?"
+    units = mention_units(question, DOCUMENTS)
+    assert ("northwind", "trader") in units
+    specificity = {unit: specificity_from_counts(FREQUENCY.get(unit, 1), 40) for unit in units}
+    picked = mentions_pick(mentions_score(question, DOCUMENTS, specificity=specificity))
+    assert [m.document_id for m in picked] == [1]
+    assert without_mentions(question, picked) == "What is the governing law?"
+    # Joined words that do not stand together in a name are no reference to it.
+    assert ("trader", "northwind") not in mention_units("What is the governing law in TradersNorthwind?", DOCUMENTS)

@@ -152,3 +152,7 @@ def test_names_the_scope_never_mentions_are_found_as_the_question_wrote_them() -
     # One letter off a name of the document the rest of the question names: a typo, answered, not absent.
     assert names_absent("Who may terminate the Nortwhind supply agreement?", index=index) == []
     assert names_absent("Who may terminate the Nortwhimd supply agreement?", index=index) == ["Nortwhimd"]
+    # Joined in camel case, as file names write them: present when its words are ("NorthwindTraders" is "Northwind
+    # Traders"), absent when they are not.
+    assert names_absent("Who may terminate the NorthwindTraders agreement?", index=index) == []
+    assert names_absent("Who may terminate the NorthwindGinares agreement?", index=index) == ["NorthwindGinares"]
