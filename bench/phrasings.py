@@ -10,6 +10,7 @@ generator (so every run asks the same questions):
     one_party    by one party only:          "What is the governing law in our contract with <party>?"
     short_name   by a short name:            "What is the governing law of the <Party> <type>?"
     unnamed      not named at all, asked inside a scope holding the right contract and 9 others
+    file_name    by its file name, as pasted from the library: "<file name>: what is the governing law?"
 
 The parsing below is keyed to the benchmark's template on purpose: it is how the benchmark's questions are
 rewritten, and nothing in the product reads it.
@@ -21,7 +22,7 @@ import random
 import re
 from dataclasses import dataclass
 
-PHRASINGS = ("benchmark", "named_first", "named_last", "one_party", "short_name", "unnamed")
+PHRASINGS = ("benchmark", "named_first", "named_last", "one_party", "short_name", "unnamed", "file_name")
 _SUFFIX = re.compile(r"^(?:Inc|LLC|L\.L\.C|Ltd|Limited|Corp|Corporation|Co|LP|L\.P|LLP|PLC|AG|GmbH|S\.A|SA|N\.V|"
                      r"B\.V|FSB|N\.A)\.?,?$", re.IGNORECASE)
 # How the clause questions refer to the contract they ask about.
@@ -65,14 +66,22 @@ def _split_parties(text: str) -> list[str]:
     return [p for p in parties if p]
 
 
-def rephrase(question: str, phrasing: str, *, key: str, seed: int = 20240817) -> str:
-    """The question in the given phrasing (see PHRASINGS); `key` (the question id) seeds the wording."""
+def rephrase(question: str, phrasing: str, *, key: str, seed: int = 20240817, file_name: str = "") -> str:
+    """The question in the given phrasing (see PHRASINGS); `key` (the question id) seeds the wording; `file_name`
+    is the contract's, for "file_name"."""
     if phrasing == "benchmark":
         return question
     parsed = parse(question)
     rng = random.Random(f"{seed}:{key}:{phrasing}")
     if phrasing == "unnamed":
         return _refer(parsed.ask, "this contract", rng)
+    if phrasing == "file_name":
+        if not file_name:
+            raise ValueError("the file_name phrasing needs the contract's file name")
+        stem = file_name.rsplit(".", 1)[0] if file_name.lower().endswith(".pdf") else file_name
+        template = rng.choice(["{f}: {q}", "In {n}, {q}", "{Q} ({n})"])
+        stripped = _without_reference(parsed.ask)
+        return template.format(f=stem, n=rng.choice([file_name, stem]), q=_lower_first(stripped), Q=stripped)
     if phrasing == "named_first":
         stripped = _without_reference(parsed.ask)
         template = rng.choice(["In the {d}, {q}", "{D}: {q}", "Regarding the {d}, {q}", "About the {d} - {q}"])

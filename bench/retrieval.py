@@ -1,8 +1,8 @@
 """Retrieval benchmark through the real stack: PDFs -> queue -> ingest worker -> Chroma + DB; every question
 through docs_app.selectors.retrieval.chunks_retrieve, dense-only and hybrid, and for LegalBench-RAG questions also
 hybrid in each natural phrasing of bench/phrasings.py (named first, named last, by one party, by a short name,
-not named in a scope of the right document and 9 others); then time to first token of a few answers through
-the real answer queue with the configured (stand-in) model.
+not named in a scope of the right document and 9 others, by its file name); then time to first token of a few
+answers through the real answer queue with the configured (stand-in) model.
 
     python bench/retrieval.py --pdfs ../shared/data/legal/cuad_pdf \
         --queries ../shared/data/legal/cuad_queries_dev.jsonl --docs 60
@@ -198,7 +198,7 @@ def evaluate(*, user: Any, queries: list[dict[str, Any]], by_name: dict[str, int
         for query in queries:
             gold_document = by_name.get(query["pdf"])
             spans = [words(span) for span in query.get("gold", [])]
-            question = rephrase(query["question"], phrasing, key=query["id"], seed=args.seed)
+            question = rephrase(query["question"], phrasing, key=query["id"], seed=args.seed, file_name=query["pdf"])
             scope = None
             if phrasing == "unnamed" and gold_document is not None:
                 rng = random.Random(f"{args.seed}:{query['id']}:scope")

@@ -17,10 +17,13 @@ def test_parse_splits_description_title_parties_and_question() -> None:
     assert many.parties == ("A, Inc.", "B Retail, LLC", "C Bank, FSB")
 
 
+FILE = "HPILHOLDING_01_07_2015-EX-99.1-COOPERATION AGREEMENT.PDF"
+
+
 def test_every_phrasing_is_deterministic_and_keeps_the_question() -> None:
     for phrasing in PHRASINGS:
-        first = rephrase(QUESTION, phrasing, key="q1")
-        assert first == rephrase(QUESTION, phrasing, key="q1")
+        first = rephrase(QUESTION, phrasing, key="q1", file_name=FILE)
+        assert first == rephrase(QUESTION, phrasing, key="q1", file_name=FILE)
         assert "governing law" in first.lower()
     assert rephrase(QUESTION, "benchmark", key="q1") == QUESTION
     assert rephrase(QUESTION, "unnamed", key="q1") == "What is the governing law for this contract?"
@@ -35,3 +38,7 @@ def test_phrasings_name_the_contract_where_and_how_they_say() -> None:
     assert ("hpil" in party) != ("ginares" in party)
     short = rephrase(QUESTION, "short_name", key="q1").lower()
     assert "inc." not in short and " ag" not in short
+    pasted = [rephrase(QUESTION, "file_name", key=f"q{i}", file_name=FILE) for i in range(8)]
+    assert all("HPILHOLDING_01_07_2015-EX-99.1-COOPERATION AGREEMENT" in text and "ginares" not in text.lower()
+               for text in pasted)
+    assert len(set(pasted)) > 1
