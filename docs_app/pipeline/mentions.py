@@ -26,7 +26,7 @@ from itertools import pairwise
 from math import log
 from pathlib import Path
 
-from docs_app.pipeline.metadata import CORPORATE_SUFFIXES, DocumentMetadata, dates_in
+from docs_app.pipeline.metadata import CORPORATE_SUFFIXES, DocumentMetadata, dates_written
 
 # How much a word of each kind of name says about the document.
 KIND_WEIGHTS: Mapping[str, float] = {
@@ -36,6 +36,9 @@ KIND_WEIGHTS: Mapping[str, float] = {
 # A title or type names a document only when most of it is said ("the supply agreement" for "Master Supply
 # Agreement"); a clause topic that happens to be part of a long title ("right of first offer") does not.
 TITLE_COVERAGE = 2 / 3
+# A date the question writes that is a document's effective date; a month and year of it ("December 2007").
+DATE_EVIDENCE = 1.0
+MONTH_EVIDENCE = 0.5
 # Words whose evidence reaches this are naming words: taken out of what is asked.
 NAMING_EVIDENCE = 0.4
 # Words by which people refer to any document: never evidence for one of them.
@@ -228,7 +231,9 @@ def mentions_score(question: str, documents: Sequence[DocumentNames], *,
     """Every document with some evidence of being named, best first. `specificity` maps each unit of
     `mention_units` to [0, 1] (see `specificity_from_counts`)."""
     words = question_words(question)
-    asked_dates = set(dates_in(question))
+    # Each date the question writes, with the positions of its words.
+    asked_dates = [(written.iso, [p for p, word in enumerate(words) if written.start <= word.start < written.end])
+                   for written in dates_written(question)]
     mentions: list[Mention] = []
     for document in documents:
         evidence: dict[tuple[str, ...], float] = {}
@@ -240,8 +245,11 @@ def mentions_score(question: str, documents: Sequence[DocumentNames], *,
             if value >= NAMING_EVIDENCE or (value > 0 and kind in _SPOKEN_NAMES):
                 positions.update(places)  # a title or party said names the document whatever its words
         score = sum(evidence.values())
-        if document.effective_date and document.effective_date in asked_dates:
-            score += 1.0
+        for iso, places in asked_dates:
+            if document.effective_date and document.effective_date.startswith(iso):
+                # The date it was made names a document as a name does; a month and year less surely.
+                score += DATE_EVIDENCE if len(iso) == len(document.effective_date) else MONTH_EVIDENCE
+                positions.update(places)
         if score > 0:
             mentions.append(Mention(document_id=document.document_id, score=score, words=tuple(sorted(positions))))
     mentions.sort(key=lambda m: (-m.score, m.document_id))

@@ -51,6 +51,8 @@ _DATE_PATTERNS = (
     re.compile(rf"\b(?P<month>\d{{1,2}})/(?P<day>\d{{1,2}})/{_YEAR}\b"),
     re.compile(rf"\b{_YEAR}-(?P<month>\d\d)-(?P<day>\d\d)\b"),
 )
+# A month of a year, as people date a document loosely: "our December 2007 sponsorship agreement".
+_MONTH_YEAR = re.compile(rf"\b{_MONTH},?\s+(?:of\s+)?{_YEAR}\b", re.IGNORECASE)
 _YEAR_CUED = re.compile(r"(?:\u00a9|\(c\)|copyright|published|received|accepted|\b)\s*((?:19|20)\d\d)\b",
                         re.IGNORECASE)
 _DATE_CUE = re.compile(r"\b(?:effective|dated|as of|made|entered|executed|date)\b", re.IGNORECASE)
@@ -437,13 +439,29 @@ def _authors(lines: list[str], title: str) -> list[str]:
 
 def dates_in(text: str) -> list[str]:
     """ISO dates written in the text, in order (used for questions as well as documents)."""
-    found: list[tuple[int, str]] = []
+    return [written.iso for written in dates_written(text) if len(written.iso) == len("2007-12-05")]
+
+
+@dataclass(frozen=True)
+class WrittenDate:
+    start: int  # character offsets in the text
+    end: int
+    iso: str  # "2007-12-05"; "2007-12" for a month and year ("December 2007")
+
+
+def dates_written(text: str) -> list[WrittenDate]:
+    """The dates, and months of a year, written in the text, with their places, in order."""
+    found: list[WrittenDate] = []
     for pattern in _DATE_PATTERNS:
         for match in pattern.finditer(text):
             iso = _iso(match.group("year"), match.group("month"), match.group("day"))
             if iso:
-                found.append((match.start(), iso))
-    return [iso for _, iso in sorted(found)]
+                found.append(WrittenDate(match.start(), match.end(), iso))
+    for match in _MONTH_YEAR.finditer(text):
+        month = _MONTHS[match.group("month").lower()]
+        if not any(d.start <= match.start() < d.end for d in found):  # "5 December 2007" holds "December 2007"
+            found.append(WrittenDate(match.start(), match.end(), f"{match.group('year')}-{month:02d}"))
+    return sorted(found, key=lambda d: d.start)
 
 
 def _effective_date(text: str) -> str:

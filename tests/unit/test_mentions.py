@@ -156,3 +156,16 @@ def test_a_name_written_joined_in_camel_case_names_its_document() -> None:
     assert without_mentions(question, picked) == "What is the governing law?"
     # Joined words that do not stand together in a name are no reference to it.
     assert ("trader", "northwind") not in mention_units("What is the governing law in TradersNorthwind?", DOCUMENTS)
+
+
+def test_a_date_names_the_document_made_on_it_and_leaves_what_is_asked() -> None:
+    """The effective date, written any way, or its month and year: evidence, and no part of what is asked."""
+    for question in ("What is the governing law of the agreement dated March 15, 2019?",
+                     "What is the governing law of our March 2019 supply agreement?"):
+        units = mention_units(question, DOCUMENTS)
+        specificity = {unit: specificity_from_counts(FREQUENCY.get(unit, 40), 40) for unit in units}
+        picked = mentions_pick(mentions_score(question, DOCUMENTS, specificity=specificity))
+        assert [m.document_id for m in picked] == [1], question
+        assert without_mentions(question, picked) == "What is the governing law?", question
+    # Another month of the year is no evidence.
+    assert mentions_score("What is the governing law of our April 2019 deal?", DOCUMENTS, specificity={}) == []
