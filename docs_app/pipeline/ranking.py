@@ -8,9 +8,10 @@
    every page and picks no passage inside it).
 3. Passages: dense (vectors of chunks embedded with their document title and section heading) and keyword
    (BM25) rankings, fused by reciprocal rank. When documents are named, the asking part is ranked inside them
-   (weight 1) and the whole question over the scope (weight `global_weight`), and passages of the named
-   documents come first. When none is named, the whole question over the whole scope: no routing, nothing
-   keyed to how the question is written.
+   (weight 1; both readings of an undecided phrase after a name), and, with weight `global_weight`, the whole
+   question inside them by meaning and the asking part over the scope; passages of the named documents come
+   first. When none is named, the whole question over the whole scope: no routing, nothing keyed to how the
+   question is written.
 
 The `SearchIndex` protocol is the storage (the DB keyword index and Chroma in the app, anything in a
 benchmark harness); everything here is pure.
@@ -138,7 +139,7 @@ class RankingOptions:
     candidates: int = 50  # per ranked list
     rrf_k: int = 10  # 5-60 measured within two questions of each other; 60 let a poor ranking drown a good one
     keyword_weight: float = 1.0  # keyword rankings' weight relative to dense ones
-    global_weight: float = 0.3  # the whole question over the scope, when documents are named
+    global_weight: float = 0.3  # when documents are named: what is asked over the scope, the question inside them
     named_boost: float = 1.0  # added to passages of named documents (scaled by how clearly each is named)
     common_share: float = 0.3  # a term in more of the focused documents' chunks than this picks no passage
     focus_scope: int = 3  # a scope this small is focused on as a whole (ask this document)
@@ -224,6 +225,10 @@ def passages_rank(question: str, *, index: SearchIndex, embed: Callable[[Sequenc
             terms = _discriminating(keyword_terms(text), index=index, document_ids=focus, options=options)
             rankings += [(1.0, index.dense(vectors[text], limit=limit, document_ids=focus)),
                          (options.keyword_weight, index.keyword(terms, limit=limit, document_ids=focus))]
+        if question not in asked:
+            # The whole question too, by meaning, as lightly as over the scope: a passage that answers it often
+            # says the names the asking part leaves out, and what the asking part lost is still there.
+            rankings.append((options.global_weight, index.dense(vectors[question], limit=limit, document_ids=focus)))
     weight = options.global_weight if focus is not None else 1.0
     if not focused_scope and weight > 0:
         by_keyword = index.keyword(keyword_terms(asking), limit=max(limit, options.completion_candidates))

@@ -112,6 +112,15 @@ def test_a_phrase_after_a_name_that_may_be_asked_is_ranked_both_ways() -> None:
     assert described.asked[1:] == ["Which law governs?"]
 
 
+def test_the_whole_question_is_ranked_inside_the_named_documents_too() -> None:
+    """"for the tenant" describes the lease and leaves what is asked; the whole question, weighed lightly, still
+    finds the passages that speak of it, after those that answer what is asked."""
+    ranking = passages_rank("Which law governs the Harbor Point lease for the tenant?", index=FakeIndex(),
+                            embed=embed, options=RankingOptions())
+    assert ranking.asked[1:] == ["Which law governs?"]
+    assert ranking.ordered[0] == 21 and 22 in ranking.ordered
+
+
 def test_a_question_naming_nothing_is_not_routed_and_shows_each_document_first() -> None:
     ranking = passages_rank("Which law governs?", index=FakeIndex(), embed=embed, options=RankingOptions())
     assert ranking.named == []
