@@ -439,7 +439,11 @@ def _authors(lines: list[str], title: str) -> list[str]:
 
 def dates_in(text: str) -> list[str]:
     """ISO dates written in the text, in order (used for questions as well as documents)."""
-    return [written.iso for written in dates_written(text) if len(written.iso) == len("2007-12-05")]
+    return [written.iso for written in _days_written(text)]
+
+
+def _days_written(text: str) -> list[WrittenDate]:
+    return [written for written in dates_written(text) if len(written.iso) == len("2007-12-05")]
 
 
 @dataclass(frozen=True)
@@ -465,13 +469,9 @@ def dates_written(text: str) -> list[WrittenDate]:
 
 
 def _effective_date(text: str) -> str:
-    candidates: list[tuple[int, int, str]] = []
-    for pattern in _DATE_PATTERNS:
-        for match in pattern.finditer(text):
-            iso = _iso(match.group("year"), match.group("month"), match.group("day"))
-            if iso:
-                cue = _DATE_CUE.search(text, max(0, match.start() - 80), match.start()) is not None
-                candidates.append((0 if cue else 1, match.start(), iso))
+    """The first date with a cue ("effective", "dated", ...) shortly before it, else the first date."""
+    candidates = [(0 if _DATE_CUE.search(text, max(0, written.start - 80), written.start) else 1, written.start,
+                   written.iso) for written in _days_written(text)]
     return min(candidates)[2] if candidates else ""
 
 
