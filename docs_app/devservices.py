@@ -31,10 +31,19 @@ REDIS_CONF = REPO / "scripts" / "redis.conf"
 SUPERVISE = REPO / "scripts" / "supervise.sh"
 
 
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now and not given before by this process: the kernel may hand the port it just
+    freed out again, and two services told the same port fail in ways that look like anything else."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def venv_bin(name: str) -> str:
