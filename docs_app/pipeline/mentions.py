@@ -76,6 +76,8 @@ _QUESTION_WORDS = frozenset({"what", "how", "when", "where", "which", "who", "wh
 _ASKING_VERBS = frozenset({"include", "contain", "provide", "require", "allow", "permit", "grant", "specify",
                            "state", "say", "mention", "cover", "prohibit", "restrict", "limit", "set", "define",
                            "impose", "oblige", "obligate", "list", "describe", "address", "establish", "give"})
+# The most words of a company's name before its legal form ("Tate & Lyle Fermentation Products Ltd.").
+_COMPANY_NAME_WORDS = 5
 _BOUNDARY = re.compile(r"[,;:?!()\u2013\u2014]|\s-\s")
 _POSSESSIVE = re.compile(r"['\u2019]s\b|['\u2019]", re.IGNORECASE)
 
@@ -288,8 +290,9 @@ def without_mentions(question: str, mentions: Sequence[Mention], *, describing: 
     drop = {p for m in mentions for p in m.words}
     if not drop:
         return question
+    companies = _company_names(question, words)
     for left, right in pairwise(sorted(drop)):
-        if all(not is_content(words[p].token) for p in range(left + 1, right)):
+        if all(not is_content(words[p].token) or p in companies for p in range(left + 1, right)):
             drop.update(range(left + 1, right))
     # Until nothing more goes: a describing word taken with a name ("... and A.B. Watley, Inc.") may be followed
     # by a phrase that describes the document too ("for Market Data Software").
@@ -297,13 +300,15 @@ def without_mentions(question: str, mentions: Sequence[Mention], *, describing: 
     while len(drop) > dropped:
         dropped = len(drop)
         _drop_postmodifiers(question, words, drop, describing, every_phrase=every_phrase)
-        _drop_neighbours(question, words, drop, describing)
+        _drop_neighbours(question, words, drop, describing, companies)
     kept = " ".join(word.raw for index, word in enumerate(words) if index not in drop)
     return f"{kept}?" if kept and question.rstrip().endswith("?") else kept
 
 
-def _drop_neighbours(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str]) -> None:
-    """The function words either side of the dropped words, and describing words after them, up to punctuation."""
+def _drop_neighbours(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str],
+                     companies: Collection[int] = ()) -> None:
+    """The function words either side of the dropped words, the rest of a company's name they are part of, and
+    describing words after them, up to punctuation."""
     for position in sorted(drop):
         for step in (-1, 1):
             near = position + step
@@ -311,13 +316,37 @@ def _drop_neighbours(question: str, words: Sequence[Word], drop: set[int], descr
             # is asked: "is there a cap on liability under the Acme agreement").
             while 0 <= near < len(words) and near not in drop and words[near].token not in _QUESTION_WORDS and (
                     step < 0 or words[near].token not in _POSTMODIFIERS) and (
-                    not is_content(words[near].token) or (step > 0 and words[near].token in describing)):
+                    not is_content(words[near].token) or near in companies
+                    or (step > 0 and words[near].token in describing)):
                 # "Acme, Inc.": the legal form after a name's comma is part of the name.
                 legal_form = step > 0 and words[near].token in CORPORATE_SUFFIXES
                 if _BOUNDARY.search(_gap(question, words[near], words[near - step])) and not legal_form:
                     break
                 drop.add(near)
                 near += step
+
+
+def _company_names(question: str, words: Sequence[Word]) -> set[int]:
+    """Positions of the words of company names the question writes with their legal form ("GA Retail, Inc."):
+    the words right before the legal form, up to punctuation or a function word. A document's metadata may not
+    list the company (a party the extraction missed), so the name's words can be rare and unknown at once; they
+    still say which contract is meant, not what is asked about it."""
+    found: set[int] = set()
+    for end, word in enumerate(words):
+        if word.token not in CORPORATE_SUFFIXES or end == 0:
+            continue
+        start = end
+        while start > 0 and end - start < _COMPANY_NAME_WORDS:
+            before = words[start - 1]
+            gap = _gap(question, before, words[start])
+            if start == end:
+                gap = gap.replace(",", "", 1)  # "Acme, Inc."
+            if not is_content(before.token) or before.token in _QUESTION_WORDS or before.token in _ASKING_VERBS \
+                    or _BOUNDARY.search(gap):
+                break
+            start -= 1
+        found.update(range(start, end))
+    return found
 
 
 def _gap(question: str, a: Word, b: Word) -> str:

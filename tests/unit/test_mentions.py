@@ -119,6 +119,18 @@ def test_a_legal_form_after_the_comma_of_a_name_goes_with_it() -> None:
     assert without_mentions(question, picked) == "What is the governing law?"
 
 
+def test_a_company_written_with_its_legal_form_beside_a_name_goes_with_it() -> None:
+    """"GA Retail, Inc.": a party the metadata does not list, written beside one it does; its words are not what
+    is asked, however common "Retail" is in the scope."""
+    question = ("What is the governing law for the agreement between Northwind Traders, Inc., GA Retail, Inc. and "
+                "Quillon Biotech GmbH?")
+    named = [Mention(1, 2.0, (9, 10, 16, 17))]  # Northwind Traders, Quillon Biotech
+    assert without_mentions(question, named) == "What is the governing law?"
+    # Without its legal form it is just words, and may be what is asked.
+    assert without_mentions("What does the Northwind Traders agreement say about retail pricing?",
+                            [Mention(1, 2.0, (3, 4))]) == "What does say about retail pricing?"
+
+
 def test_a_keyword_names_a_document_only_when_the_question_writes_it_as_a_name() -> None:
     """Keywords are capitalised words of a document's opening ("Knowledge", "Rural"): the same word in lower case
     in a question is a word, not a name."""
