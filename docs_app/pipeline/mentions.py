@@ -65,6 +65,8 @@ _TOKEN = re.compile(r"(?<![^\W_])(?:[^\W\d_]\.)+[^\W\d_](?![^\W_])\.?|[^\W_]+", 
 # short word is one letter from many others), written as names, and starting with the same letter.
 FUZZY_MIN_LENGTH = 5
 _SPOKEN_NAMES = frozenset({"title", "type", "party", "alias", "author"})
+_PROPER_NAMES = frozenset({"party", "alias", "author"})
+_DOCUMENT_DESCRIPTIONS = frozenset({"title", "type", "file"})
 _POSTMODIFIERS = frozenset({"for", "on", "regarding", "concerning", "relating", "covering", "about", "of", "re",
                             "dated", "from", "in"})
 _QUESTION_WORDS = frozenset({"what", "how", "when", "where", "which", "who", "whom", "whose", "why", "is", "are",
@@ -78,6 +80,7 @@ _ASKING_VERBS = frozenset({"include", "contain", "provide", "require", "allow", 
                            "impose", "oblige", "obligate", "list", "describe", "address", "establish", "give"})
 # The most words of a company's name before its legal form ("Tate & Lyle Fermentation Products Ltd.").
 _COMPANY_NAME_WORDS = 5
+_SENTENCE_END = re.compile(r"[.?!:;]\s*$")
 _BOUNDARY = re.compile(r"[,;:?!()\u2013\u2014]|\s-\s")
 _POSSESSIVE = re.compile(r"['\u2019]s\b|['\u2019]", re.IGNORECASE)
 
@@ -216,6 +219,40 @@ def document_names(metadata: DocumentMetadata, *, file_name: str) -> list[Name]:
 def names_text(names: Iterable[Name]) -> str:
     """The names as one line of folded words each, for a keyword index over documents."""
     return "\n".join(" ".join(name_tokens(n.text, camel=n.kind == "file")) for n in names)
+
+
+def written_as_names(question: str, words: Sequence[Word]) -> set[int]:
+    """Positions of the words the question writes as names: capitalised where a sentence does not start, in a
+    question whose capitals say something (not one in Title Case or in capitals throughout)."""
+    lower = sum(not word.raw[:1].isupper() for word in words if is_content(word.token))
+    if lower < 2 and lower < 0.25 * sum(is_content(word.token) for word in words):
+        return set()
+    found: set[int] = set()
+    for position, word in enumerate(words):
+        gap_before = question[words[position - 1].end:word.start] if position else ""
+        sentence_start = position == 0 or bool(_SENTENCE_END.search(gap_before))
+        if word.raw[:1].isupper() and not sentence_start:
+            found.add(position)
+    return found
+
+
+def units_written_as_names(question: str, documents: Sequence[DocumentNames]) -> set[tuple[str, ...]]:
+    """The units of `mention_units` that the question writes as names wherever it says them, that are words of a
+    document's proper names (a party, alias or author), and never of any document's title, kind or file name:
+    "Service Agreement" in capitals is the title of many contracts."""
+    words = question_words(question)
+    as_names = written_as_names(question, words)
+    if not as_names:
+        return set()
+    proper: set[tuple[str, ...]] = set()
+    other: set[tuple[str, ...]] = set()
+    for document in documents:
+        for kind, unit, positions in _matches(words, document):
+            if not all(p in as_names for p in positions) or kind in _DOCUMENT_DESCRIPTIONS:
+                other.add(unit)
+            elif kind in _PROPER_NAMES:
+                proper.add(unit)
+    return proper - other
 
 
 def mention_units(question: str, documents: Sequence[DocumentNames]) -> set[tuple[str, ...]]:

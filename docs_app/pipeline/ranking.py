@@ -43,7 +43,9 @@ from docs_app.pipeline.mentions import (
     names_vocabulary,
     question_words,
     specificity_from_counts,
+    units_written_as_names,
     without_mentions,
+    written_as_names,
 )
 
 Vector = npt.NDArray[np.float32]
@@ -114,6 +116,10 @@ class SearchIndex(Protocol):
         """For each word or run of words, in how many documents it occurs: in their text or their names."""
         ...
 
+    def names_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+        """For each word or run of words, how many documents hold it in their names."""
+        ...
+
     def dense(self, vector: Vector, *, limit: int, document_ids: Sequence[int] | None = None,
               near: Sequence[int] = ()) -> list[int]:
         """`near`: passages found relevant another way; an index whose nearest vectors may all lie outside the
@@ -177,6 +183,12 @@ def documents_named(question: str, *, index: SearchIndex, options: RankingOption
         return []
     units = mention_units(question, candidates)
     frequency = index.document_frequency(units)
+    # A word the question writes as a name ("the deal with Affinity") is as specific as the documents that bear
+    # it as a name: contracts that mention a company in passing (Wilmington as a city, a trustee) are not
+    # named by it. Words in lower case keep the count from the text too: "audit" is some firm's name somewhere.
+    as_names = units_written_as_names(question, candidates)
+    if as_names:
+        frequency.update({unit: count for unit, count in index.names_frequency(as_names).items() if count})
     specificity = {unit: specificity_from_counts(frequency.get(unit, 0), count) for unit in units}
     scored = mentions_score(question, candidates, specificity=specificity)
     return mentions_pick(scored, threshold=options.mention_threshold, ratio=options.mention_ratio,
@@ -257,14 +269,10 @@ def names_absent(question: str, *, index: SearchIndex) -> list[str]:
     contracts' clauses come to what it asks."""
     candidates: dict[str, str] = {}
     words = question_words(question)
-    lower = sum(not word.raw[:1].isupper() for word in words if is_content(word.token))
-    if lower < 2 and lower < 0.25 * sum(is_content(word.token) for word in words):
-        return []  # Title Case or capitals throughout: capitals say nothing about names here
-    for before, word in zip([None, *words], words, strict=False):
-        sentence_start = before is None or bool(re.search(r"[.?!:;]\s*$", question[before.end:word.start]))
+    for position in sorted(written_as_names(question, words)):
+        word = words[position]
         # Words with digits (versions, codes, "HIV1") are written too many ways to be looked up as they stand.
-        if (word.raw[:1].isupper() and not sentence_start and is_content(word.token)
-                and not any(c.isdigit() for c in word.token)):
+        if is_content(word.token) and not any(c.isdigit() for c in word.token):
             candidates.setdefault(word.token, word.raw)
     if not candidates:
         return []

@@ -184,6 +184,10 @@ class ScopeIndex:
         in_names = self._named_with(list(units))
         return {unit: max(counted[unit].documents, in_names.get(unit, 0)) for unit in units}
 
+    def names_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+        in_names = self._named_with(list(units))
+        return {unit: in_names.get(unit, 0) for unit in units}
+
     def _named_with(self, units: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         """For each unit, how many of the scope's documents hold it (as a phrase) in their names: one statement,
         the scope's conditions written once; remembered for the question, like `_occurring`."""

@@ -103,3 +103,6 @@ def test_words_of_documents_names_count_as_occurring_in_them() -> None:
     scope = ScopeIndex(collection_ids=[a.pk], document_ids=None)
     assert scope.document_frequency({("ex",), ("2020", "ex"), ("acmetrade",), ("royalties",), ("gamma",)}) == {
         ("ex",): 2, ("2020", "ex"): 2, ("acmetrade",): 1, ("royalties",): 2, ("gamma",): 0}
+    # Names alone: what a word written as a name is counted by ("royalties" is in both texts, in no name).
+    assert scope.names_frequency({("ex",), ("acmetrade",), ("royalties",), ("gamma",)}) == {
+        ("ex",): 2, ("acmetrade",): 1, ("royalties",): 0, ("gamma",): 0}

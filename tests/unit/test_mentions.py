@@ -11,6 +11,7 @@ from docs_app.pipeline.mentions import (
     mentions_score,
     question_words,
     specificity_from_counts,
+    units_written_as_names,
     without_mentions,
 )
 
@@ -129,6 +130,14 @@ def test_a_company_written_with_its_legal_form_beside_a_name_goes_with_it() -> N
     # Without its legal form it is just words, and may be what is asked.
     assert without_mentions("What does the Northwind Traders agreement say about retail pricing?",
                             [Mention(1, 2.0, (3, 4))]) == "What does say about retail pricing?"
+
+
+def test_units_written_as_names_are_words_of_parties_written_in_capitals() -> None:
+    """Counted by the documents that bear them as names: a party's words written in capitals, not a title's
+    (many contracts are a "Supply Agreement"), nor words in lower case among capitalised ones."""
+    assert units_written_as_names("Which law governs the Master Supply Agreement with Quillon?", DOCUMENTS) == {
+        ("quillon",)}
+    assert units_written_as_names("Which law governs the supply deal with quillon in New York?", DOCUMENTS) == set()
 
 
 def test_a_keyword_names_a_document_only_when_the_question_writes_it_as_a_name() -> None:

@@ -49,6 +49,10 @@ class FakeIndex:
         return {unit: sum(all(t in words(" ".join(v for c, v in TEXTS.items() if c // 10 == d)) for t in unit)
                           for d in NAMES) for unit in units}
 
+    def names_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+        return {unit: sum(all(t in words(" ".join(name.text for name in n.names)) for t in unit)
+                          for n in NAMES.values()) for unit in units}
+
     def _ranked(self, text_words: set[str], document_ids: Sequence[int] | None) -> list[int]:
         pool = [c for c in TEXTS if document_ids is None or c // 10 in document_ids]
         scored = [(len(text_words & words(TEXTS[c])), c) for c in pool]
@@ -165,3 +169,28 @@ def test_names_the_scope_never_mentions_are_found_as_the_question_wrote_them() -
     # Traders"), absent when they are not.
     assert names_absent("Who may terminate the NorthwindTraders agreement?", index=index) == []
     assert names_absent("Who may terminate the NorthwindGinares agreement?", index=index) == ["NorthwindGinares"]
+
+
+class QuillonIndex(FakeIndex):
+    """Quillon Biotech is a party to the lease only; the supply agreement mentions it in passing."""
+
+    names = {1: NAMES[1], 2: DocumentNames(2, (Name("Office Lease", "title"), Name("Quillon Biotech", "party")))}
+
+    def document_names(self, tokens: Sequence[str], *, limit: int, prefixes: Sequence[str] = ()) -> list[DocumentNames]:
+        return [n for n in self.names.values() if any(t in tokens for name in n.names for t in words(name.text))]
+
+    def names_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+        return {unit: sum(all(t in words(" ".join(name.text for name in n.names)) for t in unit)
+                          for n in self.names.values()) for unit in units}
+
+
+def test_a_party_written_as_a_name_names_its_document_though_others_mention_it() -> None:
+    """Both contracts' text says "Quillon"; only the lease has Quillon as a party. Written as a name, the word is
+    as specific as the documents that bear it as a name; in lower case beside capitalised words it is a word, and
+    a word both documents hold names neither."""
+    def named(question: str) -> list[int]:
+        return [m.document_id for m in passages_rank(question, index=QuillonIndex(), embed=embed,
+                                                     options=RankingOptions()).named]
+
+    assert named("Which law governs the deal with Quillon?") == [2]
+    assert named("Which law governs the deal with quillon in New York?") == []
