@@ -65,6 +65,9 @@ CORPORATE_SUFFIXES = frozenset({
 })
 _SUFFIX = r"(?:Inc|Incorporated|LLC|L\.L\.C|Ltd|Limited|Corp|Corporation|Company|Co|LP|L\.P|LLP|PLC|AG|GmbH|" \
           r"S\.A|SA|N\.V|B\.V|S\.A\.S|S\.p\.A|Pty|FSB|N\.A)\.?"
+# A company written with its legal form inside a side's description ("a joint venture comprised of GA Retail, Inc.").
+_COMPANY_INSIDE = re.compile(rf"(?<![\w.])[A-Z][\w&'\u2019\-]*(?:\s+(?:[A-Z&][\w&'\u2019\-]*|of|and))*,?\s+{_SUFFIX}"
+                             r"(?!\w)")
 # Roles that contracts define as short names: they name a side, not a document.
 _ROLES_TEXT = (
     "agreement amendment company party parties effective date licensee licensor sponsor customer client supplier "
@@ -346,13 +349,29 @@ def _parties_from_preamble(flat: str) -> list[str]:
     for piece in _PARTY_SPLIT.split(clause):
         piece = piece.strip(" ,:;()")
         piece = re.sub(r"^(?:the\s+)?(?:party\s+[a-z]\s*:\s*)", "", piece, flags=re.IGNORECASE)
-        if not piece or not (piece[0].isupper() or re.match(rf"^[\w.\-]+,?\s+{_SUFFIX}", piece)):
-            continue
+        piece = re.sub(r"^the\s+(?=[A-Z]{2,}\s+[A-Z]{2,}\b)", "", piece)  # "the TOWN OF VINTON, VIRGINIA, a ..."
+        named = bool(piece) and (piece[0].isupper() or bool(re.match(rf"^[\w.\-]+,?\s+{_SUFFIX}", piece)))
+        if not named:
+            piece = _company_inside(piece)  # "a contractual joint venture comprised of GA Retail, Inc. ("GA")"
+            if not piece:
+                continue
         name = _tidy(_NAME_STOP.split(piece, maxsplit=1)[0])
         name = re.sub(rf"^(.*?\b{_SUFFIX})(?:[\s,].*)?$", r"\1", name)  # "Acme, Inc. located at" -> "Acme, Inc."
         if _plausible_name(name):
             names.append(name)
     return names
+
+
+def _company_inside(piece: str) -> str:
+    """The first company a side's description names with its legal form after a plain word ("comprised of GA
+    Retail, Inc."); not one after "a" or "an" ("a New Jersey Corporation" describes a side, it names none), nor
+    the tail of a name whose start is not a plain word ("e.l.f. Beauty, Inc.", "1234567 Ontario Limited")."""
+    for match in _COMPANY_INSIDE.finditer(piece):
+        before = piece[:match.start()].split()
+        previous = before[-1] if before else ""
+        if previous.isalpha() and previous.islower() and previous not in {"a", "an"}:
+            return match.group()
+    return ""
 
 
 def _parties_from_title_page(lines: list[str]) -> list[str]:

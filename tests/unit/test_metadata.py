@@ -96,3 +96,21 @@ def test_a_between_in_a_paragraph_that_is_no_contract_names_no_parties() -> None
     letter = "This letter agreement is entered into between Harbor Point LLC and Quillon Biotech GmbH as follows."
     assert metadata_extract(pages=[letter], file_name="letter.pdf").parties == ("Harbor Point LLC",
                                                                                  "Quillon Biotech GmbH")
+
+
+def test_a_side_described_before_it_is_named_still_gives_its_party() -> None:
+    """A side may open with its description ("a joint venture comprised of ...", "the TOWN OF ..."): the company it
+    names with its legal form is a party; a jurisdiction after "a" ("a New Jersey Corporation") is not one."""
+    preamble = ("AGENCY AGREEMENT\nThis Agency Agreement is made as of April 18, 2018, by and between The Bon-Ton "
+                "Stores, Inc. (\u201cMerchant\u201d), on the one hand, and a contractual joint venture comprised of "
+                "GA Retail, Inc. (\u201cGA\u201d) and Tiger Capital Group, LLC, on the other hand.\nWHEREAS ...")
+    assert metadata_extract(pages=[preamble], file_name="agency.pdf").parties == (
+        "The Bon-Ton Stores, Inc.", "GA Retail, Inc.", "Tiger Capital Group, LLC")
+    franchise = ("GAS FRANCHISE AGREEMENT\nTHIS AGREEMENT, made and entered into this 17th day of November, 2015, by "
+                 "and between the TOWN OF VINTON, VIRGINIA, a Virginia municipal corporation (\u201cGrantor\u201d), "
+                 "and ROANOKE GAS COMPANY, a Virginia corporation (\u201cGrantee\u201d).\nWHEREAS ...")
+    assert metadata_extract(pages=[franchise], file_name="franchise.pdf").parties == (
+        "TOWN OF VINTON, VIRGINIA", "ROANOKE GAS COMPANY")
+    lease = ("SITE AGREEMENT\nThis Agreement is entered into by and between Hanover Direct, Inc. and, "
+             "a New Jersey Corporation (\u201cHDI\u201d).\nWHEREAS ...")
+    assert metadata_extract(pages=[lease], file_name="site.pdf").parties == ("Hanover Direct, Inc.",)
