@@ -80,6 +80,8 @@ _ASKING_VERBS = frozenset({"include", "contain", "provide", "require", "allow", 
                            "impose", "oblige", "obligate", "list", "describe", "address", "establish", "give"})
 # The most words of a company's name before its legal form ("Tate & Lyle Fermentation Products Ltd.").
 _COMPANY_NAME_WORDS = 5
+# Legal forms that are words too ("treated as", "co-"): legal forms only when capitalised ("Statoil AS").
+_WORDS_AND_LEGAL_FORMS = frozenset({"as", "co", "com", "net", "org", "na", "sa", "ab"})
 _SENTENCE_END = re.compile(r"[.?!:;]\s*$")
 _BOUNDARY = re.compile(r"[,;:?!()\u2013\u2014]|\s-\s")
 _POSSESSIVE = re.compile(r"['\u2019]s\b|['\u2019]", re.IGNORECASE)
@@ -343,7 +345,7 @@ def without_mentions(question: str, mentions: Sequence[Mention], *, describing: 
 
 
 def _drop_neighbours(question: str, words: Sequence[Word], drop: set[int], describing: Collection[str],
-                     companies: Collection[int] = ()) -> None:
+                     companies: Collection[int]) -> None:
     """The function words either side of the dropped words, the rest of a company's name they are part of, and
     describing words after them, up to punctuation."""
     for position in sorted(drop):
@@ -370,7 +372,8 @@ def _company_names(question: str, words: Sequence[Word]) -> set[int]:
     still say which contract is meant, not what is asked about it."""
     found: set[int] = set()
     for end, word in enumerate(words):
-        if word.token not in CORPORATE_SUFFIXES or end == 0:
+        if word.token not in CORPORATE_SUFFIXES or end == 0 or (
+                word.token in _WORDS_AND_LEGAL_FORMS and not word.raw[:1].isupper()):
             continue
         start = end
         while start > 0 and end - start < _COMPANY_NAME_WORDS:

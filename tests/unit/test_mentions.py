@@ -130,6 +130,9 @@ def test_a_company_written_with_its_legal_form_beside_a_name_goes_with_it() -> N
     # Without its legal form it is just words, and may be what is asked.
     assert without_mentions("What does the Northwind Traders agreement say about retail pricing?",
                             [Mention(1, 2.0, (3, 4))]) == "What does say about retail pricing?"
+    # "as" is a legal form only when written as one.
+    assert without_mentions("Does the Northwind Traders agreement count rebates as revenue?",
+                            [Mention(1, 2.0, (2, 3))]) == "Does count rebates as revenue?"
 
 
 def test_units_written_as_names_are_words_of_parties_written_in_capitals() -> None:
