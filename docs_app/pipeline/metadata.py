@@ -456,12 +456,8 @@ def _authors(lines: list[str], title: str) -> list[str]:
 
 # --- dates and keywords -------------------------------------------------------------------------------------
 
-def dates_in(text: str) -> list[str]:
-    """ISO dates written in the text, in order (used for questions as well as documents)."""
-    return [written.iso for written in _days_written(text)]
-
-
-def _days_written(text: str) -> list[WrittenDate]:
+def days_written(text: str) -> list[WrittenDate]:
+    """The whole dates (day, month and year) written in the text, in order."""
     return [written for written in dates_written(text) if len(written.iso) == len("2007-12-05")]
 
 
@@ -490,7 +486,7 @@ def dates_written(text: str) -> list[WrittenDate]:
 def _effective_date(text: str) -> str:
     """The first date with a cue ("effective", "dated", ...) shortly before it, else the first date."""
     candidates = [(0 if _DATE_CUE.search(text, max(0, written.start - 80), written.start) else 1, written.start,
-                   written.iso) for written in _days_written(text)]
+                   written.iso) for written in days_written(text)]
     return min(candidates)[2] if candidates else ""
 
 

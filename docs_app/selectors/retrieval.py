@@ -181,14 +181,10 @@ class ScopeIndex:
         """In how many of the scope's documents each unit occurs, in the text or in the names: a word of file names
         ("EX", "2020", "Service") occurs in few texts but says little about which file is meant."""
         counted = self._occurring(list(units), None)
-        in_names = self._named_with(list(units))
-        return {unit: max(counted[unit].documents, in_names.get(unit, 0)) for unit in units}
+        in_names = self.names_frequency(units)
+        return {unit: max(counted[unit].documents, in_names[unit]) for unit in units}
 
     def names_frequency(self, units: Collection[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
-        in_names = self._named_with(list(units))
-        return {unit: in_names.get(unit, 0) for unit in units}
-
-    def _named_with(self, units: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         """For each unit, how many of the scope's documents hold it (as a phrase) in their names: one statement,
         the scope's conditions written once; remembered for the question, like `_occurring`."""
         missing = [(unit, words) for unit in dict.fromkeys(units)
