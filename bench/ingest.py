@@ -256,6 +256,9 @@ def embed_only(texts: list[str], *, runs: int) -> dict[str, Any]:
         "embed_only_fp32_chunks_per_s": round(len(texts) / statistics.median(times["fp32"]), 2),
         "embed_only_precision": chosen.choice.precision,
         "embed_only_threads": chosen.describe()["threads"],
+        # Why that precision on this CPU (its probe's cosine and speed-up): figures from another CPU differ.
+        "embed_only_reason": chosen.choice.reason,
+        "cpu_flags": chosen.describe()["cpu_flags"],
     }
 
 
