@@ -16,7 +16,8 @@ neighbour on a shared machine does not always fall on the same one); each figure
 
 Then the bare embedder on exactly the chunk texts `ours` made, in this process (median of --embed-runs), in the
 precision it chose and in fp32. Pages/s counts pages of documents that became READY. The last line is one JSON
-object with every figure, including the machine's load average before and after.
+object with every figure, including the machine's load average before and after, the CPU's notable flags and why
+the embedder chose its precision there.
 """
 
 from __future__ import annotations
