@@ -8,7 +8,9 @@ FTS5 intersects posting lists and computes BM25 only for passages the reader may
 SQLite joins anything. Filtering after ranking, as the first version did, made FTS5 rank every match in the firm:
 at 100k chunks a reader of one collection in a hundred paid as much as a reader of all of them.
 
-Ranking is BM25 over the text column alone (the scope column's weight is 0). The candidate list is cut inside
+Terms match a passage's text and its section heading (a third column: "22 Jurisdiction and Choice of Law" says
+what the clause under it is about in words the clause rarely repeats; migration 0015). Ranking is BM25 over
+those two, weighed alike (the scope column's weight is 0). The candidate list is cut inside
 the index; the outer query only checks the document is READY and in a readable collection (defence in depth: the
 caller re-checks every passage against the database before anyone sees it).
 """
@@ -134,12 +136,12 @@ def fts5_phrase(term: str) -> str:
 
 def fts5_scoped_match(terms: Sequence[str], *, collection_ids: Sequence[int] | None,
                       document_ids: Sequence[int] | None = None, head_chunks: int = 0) -> str:
-    """The MATCH expression: any of the terms in the text, and (when given) one of the collections, one of the
-    documents, one of the first `head_chunks` ordinals in the scope column. None for collection_ids: every
-    collection (no collection clause to evaluate). Empty: no term left."""
+    """The MATCH expression: any of the terms in the text or the heading, and (when given) one of the collections,
+    one of the documents, one of the first `head_chunks` ordinals in the scope column. None for collection_ids:
+    every collection (no collection clause to evaluate). Empty: no term left."""
     if not terms:
         return ""
-    clauses = ["text : (" + " OR ".join(fts5_phrase(t) for t in terms) + ")"]
+    clauses = ["{text heading} : (" + " OR ".join(fts5_phrase(t) for t in terms) + ")"]
     if document_ids is not None:
         clauses.append(_scope_any("d", document_ids))
     elif collection_ids is not None:
@@ -177,7 +179,7 @@ def fts5_rows(terms: Sequence[str], *, collection_ids: Sequence[int], limit: int
         params.append(head_chunks)
     # Only fixed fragments and %s placeholders are joined into the SQL; every value is a parameter.
     sql = (
-        "SELECT c.id, c.document_id FROM (SELECT rowid AS id, bm25(docs_app_chunk_fts, 1.0, 0.0) AS score "  # noqa: S608
+        "SELECT c.id, c.document_id FROM (SELECT rowid AS id, bm25(docs_app_chunk_fts, 1.0, 0.0, 1.0) AS score "  # noqa: S608
         "FROM docs_app_chunk_fts WHERE docs_app_chunk_fts MATCH %s ORDER BY score, rowid LIMIT %s) f "
         "JOIN docs_app_chunk c ON c.id = f.id JOIN docs_app_document d ON d.id = c.document_id "
         "WHERE " + " AND ".join(where) + " ORDER BY f.score, c.id LIMIT %s"

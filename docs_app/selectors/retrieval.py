@@ -48,6 +48,11 @@ __all__ = ["DENSE_ONLY", "RankingOptions", "RetrievedChunk", "allowed_collection
            "chunks_retrieve"]
 
 
+# What the keyword side matches on PostgreSQL: a passage's section heading and its text, as FTS5's `{text heading}`
+# does on SQLite (selectors.keywords); the GIN index of migration 0015 is on exactly this expression.
+PASSAGE_TSVECTOR = "to_tsvector('english', c.heading || ' ' || c.text)"
+
+
 @dataclass(frozen=True)
 class RetrievedChunk:
     chunk_id: int
@@ -305,8 +310,8 @@ class ScopeIndex:
         # Terms are reduced to \w+ runs, so joined with '|' they are a well-formed tsquery (OR) whatever the user
         # typed. Only fixed fragments and %s placeholders are joined into the SQL.
         sql = ("SELECT c.id FROM docs_app_chunk c JOIN docs_app_document d ON d.id = c.document_id, "  # noqa: S608
-               "to_tsquery('english', %s) q WHERE to_tsvector('english', c.text) @@ q AND " + where
-               + " ORDER BY ts_rank_cd(to_tsvector('english', c.text), q) DESC, c.id LIMIT %s")
+               "to_tsquery('english', %s) q WHERE " + PASSAGE_TSVECTOR + " @@ q AND " + where
+               + " ORDER BY ts_rank_cd(" + PASSAGE_TSVECTOR + ", q) DESC, c.id LIMIT %s")
         params = [" | ".join(_tsquery_words(terms)), *params, limit]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

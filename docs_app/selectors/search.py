@@ -99,7 +99,7 @@ def passages_search(*, user: AnyUser, text: str, collection_ids: list[int] | Non
             "FROM docs_app_chunk_fts f JOIN docs_app_chunk c ON c.id = f.rowid "
             "JOIN docs_app_document d ON d.id = c.document_id JOIN docs_app_collection col ON col.id = d.collection_id "
             f"WHERE docs_app_chunk_fts MATCH %s AND d.status = %s AND d.collection_id IN ({placeholders}) "
-            "ORDER BY bm25(docs_app_chunk_fts, 1.0, 0.0), c.id LIMIT %s"
+            "ORDER BY bm25(docs_app_chunk_fts, 1.0, 0.0, 0.0), c.id LIMIT %s"
         )
         params = [query.fts5(), DocumentStatus.READY.value, *allowed, limit]
     with connection.cursor() as cursor:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from docs_app.models import Chunk, Collection, Document, DocumentStatus, chunk_keyword_scope
+from docs_app.models import Chunk, Collection, Document, DocumentStatus, Grant, Role, chunk_keyword_scope
 from docs_app.selectors.keywords import estimates_forget, fts5_rows, term_rows
+from docs_app.selectors.retrieval import ScopeIndex
+from docs_app.selectors.search import passages_search
 from tests.conftest import on_postgresql
+from tests.harness import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +109,22 @@ def test_words_of_documents_names_count_as_occurring_in_them() -> None:
     # Names alone: what a word written as a name is counted by ("royalties" is in both texts, in no name).
     assert scope.names_frequency({("ex",), ("acmetrade",), ("royalties",), ("gamma",)}) == {
         ("ex",): 2, ("acmetrade",): 1, ("royalties",): 0, ("gamma",): 0}
+
+
+
+def test_a_passage_is_found_by_the_words_of_its_section_heading() -> None:
+    """A clause rarely repeats its heading's words ("22. Jurisdiction" over "Termination for convenience ..."):
+    the keyword side matches the heading too (FTS5's heading column on SQLite, the heading-and-text GIN expression
+    on PostgreSQL); exact-phrase search still reads the text alone."""
+    collection = Collection.objects.create(name="Headed")
+    document = _document(collection, "headed")
+    Chunk.objects.filter(document=document, ordinal=1).update(heading="22. Jurisdiction")
+    clause = Chunk.objects.get(document=document, ordinal=1)
+    scope = ScopeIndex(collection_ids=[collection.pk], document_ids=None)
+    assert scope.keyword(["jurisdiction"], limit=5) == [clause.pk]
+    royalties = set(Chunk.objects.filter(document=document, ordinal__in=[0, 2]).values_list("id", flat=True))
+    assert set(scope.keyword(["jurisdiction", "royalties"], limit=5)) == royalties | {clause.pk}
+    reader = make_user("heading-reader")
+    Grant.objects.create(collection=collection, user=reader, role=Role.VIEWER)
+    assert passages_search(user=reader, text="jurisdiction") == []
+    assert len(passages_search(user=reader, text="termination")) == 1

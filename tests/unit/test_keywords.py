@@ -23,16 +23,17 @@ TEXTS = [
 @pytest.fixture
 def fts() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE VIRTUAL TABLE t USING fts5(text, keyword_scope, "
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(text, keyword_scope, heading, "
                  "tokenize='porter unicode61 remove_diacritics 2')")
     for number, (collection, document, ordinal, text) in enumerate(TEXTS, start=1):
         scope = chunk_keyword_scope(collection_id=collection, document_id=document, ordinal=ordinal)
-        conn.execute("INSERT INTO t(rowid, text, keyword_scope) VALUES (?, ?, ?)", (number, text, scope))
+        conn.execute("INSERT INTO t(rowid, text, keyword_scope, heading) VALUES (?, ?, ?, ?)",
+                     (number, text, scope, "d10 Scope Words" if number == 3 else ""))
     return conn
 
 
 def _rows(conn: sqlite3.Connection, match: str) -> list[int]:
-    sql = "SELECT rowid FROM t WHERE t MATCH ? ORDER BY bm25(t, 1.0, 0.0), rowid"
+    sql = "SELECT rowid FROM t WHERE t MATCH ? ORDER BY bm25(t, 1.0, 0.0, 1.0), rowid"
     return [r[0] for r in conn.execute(sql, [match])]
 
 
@@ -48,9 +49,11 @@ def test_matches_rank_only_inside_the_named_scope(fts: sqlite3.Connection) -> No
     assert set(_rows(fts, fts5_scoped_match(terms, collection_ids=[2]))) == {3, 4}
     assert set(_rows(fts, fts5_scoped_match(terms, collection_ids=[1, 2], document_ids=[21]))) == {4}
     assert set(_rows(fts, fts5_scoped_match(terms, collection_ids=[1, 2], head_chunks=1))) == {1, 3}
-    # Scope words in a passage's text are text: they neither match the scope clause nor count in the ranking.
-    assert _rows(fts, fts5_scoped_match(["d10"], collection_ids=[2])) == [4]
+    # Scope words in a passage's text or heading are words: they neither match the scope clause nor count in the
+    # ranking; the heading's words match like the text's.
+    assert set(_rows(fts, fts5_scoped_match(["d10"], collection_ids=[2]))) == {3, 4}
     assert _rows(fts, fts5_scoped_match(["d10"], collection_ids=[1])) == []
+    assert _rows(fts, fts5_scoped_match(["scope"], collection_ids=None)) == [3]
 
 
 @pytest.mark.parametrize("text", HOSTILE_QUERIES)
