@@ -9,10 +9,10 @@ SQLite joins anything. Filtering after ranking, as the first version did, made F
 at 100k chunks a reader of one collection in a hundred paid as much as a reader of all of them.
 
 Terms match a passage's text and its section heading (a third column: "22 Jurisdiction and Choice of Law" says
-what the clause under it is about in words the clause rarely repeats; migration 0015). Ranking is BM25 over
-those two, weighed alike (the scope column's weight is 0). The candidate list is cut inside
-the index; the outer query only checks the document is READY and in a readable collection (defence in depth: the
-caller re-checks every passage against the database before anyone sees it).
+what the clause under it is about in words the clause rarely repeats; migration 0015). Ranking is BM25 over those
+two, weighed alike (the scope column's weight is 0). The candidate list is cut inside the index; the outer query
+only checks the document is READY and in a readable collection (defence in depth: the caller re-checks every
+passage against the database before anyone sees it).
 """
 
 from __future__ import annotations

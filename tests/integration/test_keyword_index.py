@@ -111,7 +111,6 @@ def test_words_of_documents_names_count_as_occurring_in_them() -> None:
         ("ex",): 2, ("acmetrade",): 1, ("royalties",): 0, ("gamma",): 0}
 
 
-
 def test_a_passage_is_found_by_the_words_of_its_section_heading() -> None:
     """A clause rarely repeats its heading's words ("22. Jurisdiction" over "Termination for convenience ..."):
     the keyword side matches the heading too (FTS5's heading column on SQLite, the heading-and-text GIN expression
